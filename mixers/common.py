@@ -1,0 +1,90 @@
+"""Layers shared by several mixers: the causal short convolution with its decoding tail, and the
+per-head gated RMSNorm of the output path."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def segment_positions(cu_seqlens: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For packed sequences: (segment id, position inside its segment) of each of ``total`` tokens."""
+    cu = cu_seqlens.long()
+    seg = torch.bucketize(torch.arange(total, device=cu.device), cu[1:], right=True)
+    return seg, torch.arange(total, device=cu.device) - cu[seg]
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over time (kernel K) followed by an activation.
+
+    The decoding state is the last K-1 inputs, shape [N, D, K-1]. Padding (mask False) inputs count as zero.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 4, activation: str | None = "silu"):
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"conv kernel size must be >= 1, got {kernel_size}")
+        self.dim, self.kernel_size, self.activation = dim, kernel_size, activation
+        self.weight = nn.Parameter(torch.empty(dim, kernel_size))
+        nn.init.kaiming_uniform_(self.weight.unsqueeze(1), a=5 ** 0.5)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
+                state: torch.Tensor | None = None, use_cache: bool = False):
+        if mask is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+        if cu_seqlens is None:
+            y, tail = self._dense(x, state)
+        else:
+            y, tail = self._packed(x, cu_seqlens, state)
+        if self.activation == "silu":
+            y = F.silu(y)
+        return y, (tail if use_cache else None)
+
+    def _dense(self, x, state):
+        B, T, D = x.shape
+        K = self.kernel_size
+        if state is None:
+            state = x.new_zeros(B, D, K - 1)
+        xp = torch.cat([state.to(x.dtype), x.transpose(1, 2)], dim=-1)  # [B, D, K-1+T]
+        y = F.conv1d(xp, self.weight.unsqueeze(1).to(x.dtype), groups=D).transpose(1, 2)
+        return y, xp[..., xp.shape[-1] - (K - 1):]
+
+    def _packed(self, x, cu_seqlens, state):
+        if x.shape[0] != 1:
+            raise ValueError(f"cu_seqlens requires batch size 1 (packed sequences), got batch {x.shape[0]}")
+        K, T = self.kernel_size, x.shape[1]
+        seg, pos = segment_positions(cu_seqlens, T)
+        w = self.weight.to(x.dtype)
+        y = torch.zeros_like(x)
+        for shift in range(K):  # x[t - shift] contributes with tap K-1-shift
+            shifted = F.pad(x, (0, 0, shift, 0))[:, :T]
+            inside = (pos >= shift)[None, :, None]
+            if state is not None and shift > 0:
+                tail_idx = (K - 1 - (shift - pos)).clamp(0, K - 2)
+                from_tail = state.to(x.dtype)[seg, :, tail_idx]  # [T, D]
+                shifted = torch.where(inside, shifted, from_tail.unsqueeze(0))
+            else:
+                shifted = shifted * inside
+            y = y + shifted * w[:, K - 1 - shift]
+        # New tail per sequence: the last K-1 inputs, reaching into the old tail for short sequences.
+        n = cu_seqlens.numel() - 1
+        old = state.to(x.dtype) if state is not None else x.new_zeros(n, self.dim, K - 1)
+        tails = []
+        for i in range(n):
+            start, end = int(cu_seqlens[i]), int(cu_seqlens[i + 1])
+            tails.append(torch.cat([old[i], x[0, start:end].T], dim=-1)[:, -(K - 1):] if K > 1 else old[i])
+        return y, torch.stack(tails)
+
+
+class GatedHeadNorm(nn.Module):
+    """Per-head RMSNorm of the mixer output times a SiLU gate (the output path of every linear mixer)."""
+
+    def __init__(self, head_dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(head_dim))
+        self.eps = eps
+
+    def forward(self, o: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """o, gate: [B, T, H, d]."""
+        o = F.rms_norm(o.float(), (o.shape[-1],), self.weight.float(), self.eps).to(gate.dtype)
+        return o * F.silu(gate)

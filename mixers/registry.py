@@ -1,0 +1,74 @@
+"""Mixer registry: ``@register_mixer(name)`` on a Mixer subclass whose ``Config`` dataclass holds its
+hyperparameters. A user's own mixer lives in any importable module (or .py file) named in ``model.plugins``."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import is_dataclass
+from pathlib import Path
+
+from .base import Mixer
+
+_MIXERS: dict[str, type[Mixer]] = {}
+# Modules of this repository that register the built-in mixers; imported lazily so that a missing optional
+# dependency of one mixer never breaks the others.
+_BUILTIN_MODULES = ("mixers.attention", "mixers.prism", "mixers.gdn", "mixers.gla", "mixers.mamba2",
+                    "mixers.ttt_mlp")
+
+
+def register_mixer(name: str):
+    def decorate(cls: type[Mixer]) -> type[Mixer]:
+        if not (isinstance(cls, type) and issubclass(cls, Mixer)):
+            raise TypeError(f"@register_mixer({name!r}) must decorate a subclass of mixers.base.Mixer, got {cls!r}")
+        if not is_dataclass(cls.Config):
+            raise TypeError(f"mixer {name!r}: {cls.__name__}.Config must be a dataclass of hyperparameters")
+        if name in _MIXERS and _MIXERS[name] is not cls:
+            other = _MIXERS[name]
+            raise ValueError(f"mixer name {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
+                             f"choose another name for {cls.__module__}.{cls.__qualname__}")
+        _MIXERS[name] = cls
+        cls.registered_name = name
+        return cls
+    return decorate
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:  # the module exists but something it imports is broken: say so
+                raise
+
+
+def import_plugins(plugins: list[str] | tuple[str, ...]) -> None:
+    """Import user modules that register mixers: a dotted module name on sys.path, or a path to a .py file."""
+    for plugin in plugins:
+        path = Path(plugin)
+        if plugin.endswith(".py"):
+            if not path.is_file():
+                raise FileNotFoundError(f"model.plugins: mixer plugin file {plugin!r} does not exist")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+            continue
+        try:
+            importlib.import_module(plugin)
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(f"model.plugins: cannot import mixer plugin module {plugin!r} ({err}); "
+                                      f"put its folder on PYTHONPATH or give the path to its .py file") from err
+
+
+def mixer_names() -> list[str]:
+    _load_builtins()
+    return sorted(_MIXERS)
+
+
+def get_mixer(name: str) -> type[Mixer]:
+    _load_builtins()
+    if name not in _MIXERS:
+        raise KeyError(f"unknown mixer {name!r}; registered mixers: {', '.join(sorted(_MIXERS))} "
+                       f"(a mixer of your own: register it with @register_mixer and name its module in model.plugins)")
+    return _MIXERS[name]

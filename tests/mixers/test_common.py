@@ -1,0 +1,41 @@
+import torch
+
+from mixers.common import ShortConv
+
+
+def _conv(K=4, D=6):
+    torch.manual_seed(0)
+    return ShortConv(D, K)
+
+
+def test_short_conv_token_by_token_equals_full():
+    conv = _conv()
+    x = torch.randn(2, 11, 6)
+    full, _ = conv(x)
+    state, outs = None, []
+    for t in range(x.shape[1]):
+        y, state = conv(x[:, t:t + 1], state=state, use_cache=True)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+
+
+def test_short_conv_packed_equals_separate_with_state():
+    conv = _conv()
+    lens = [1, 5, 2, 7]
+    xs = [torch.randn(1, n, 6) for n in lens]
+    states = [torch.randn(1, 6, 3) for _ in lens]
+    cu = torch.tensor([0, 1, 6, 8, 15], dtype=torch.int32)
+    packed, tail = conv(torch.cat(xs, 1), cu_seqlens=cu, state=torch.cat(states), use_cache=True)
+    for i, (x, s) in enumerate(zip(xs, states)):
+        ref, ref_tail = conv(x, state=s, use_cache=True)
+        torch.testing.assert_close(packed[:, cu[i]:cu[i + 1]], ref)
+        torch.testing.assert_close(tail[i:i + 1], ref_tail)
+
+
+def test_short_conv_left_padding_is_ignored():
+    conv = _conv()
+    x = torch.randn(1, 7, 6)
+    padded = torch.cat([torch.randn(1, 3, 6), x], 1)
+    mask = torch.tensor([[False] * 3 + [True] * 7])
+    y, _ = conv(padded, mask=mask)
+    torch.testing.assert_close(y[:, 3:], conv(x)[0])
