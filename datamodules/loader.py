@@ -43,6 +43,9 @@ class EpochSampler(Sampler[int]):
 class ResumableLoader(DataLoader):
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, **kwargs):
         self.epoch_sampler = EpochSampler(len(dataset), shuffle, seed)
+        # A private generator: creating the iterator must not draw from the global RNG (dropout's), or a resumed
+        # run would see other random numbers than an uninterrupted one.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
         super().__init__(dataset, batch_size=batch_size, sampler=self.epoch_sampler, drop_last=True, **kwargs)
         self.epoch, self.consumed = 0, 0
         self._started, self._resume = False, None

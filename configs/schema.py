@@ -1,0 +1,88 @@
+"""The run configuration schema (OmegaConf structured configs). Sections whose schema depends on a choice
+(``data`` on ``data.name``, ``model.mixers.<name>`` on the mixer) are validated against the chosen class's
+own ``Config`` dataclass in compose.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+def choice(default: str, *others: str):
+    """A string field restricted to a few values; compose.py checks it and lists the allowed ones."""
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 128
+    # One period of the layer pattern (mixer names), repeated `repeat` times; then every `insert_every`-th
+    # layer (1-based) is replaced by `insert_mixer`: hybrid stacks are configuration.
+    layers: List[str] = field(default_factory=lambda: ["attention", "attention"])
+    repeat: int = 1
+    insert_every: int = 0
+    insert_mixer: str = "attention"
+    # Hyperparameters per mixer name, checked against that mixer's Config dataclass.
+    mixers: Dict[str, Any] = field(default_factory=dict)
+    # Modules (dotted names or .py paths) imported before building, to register mixers of your own.
+    plugins: List[str] = field(default_factory=list)
+    mlp_hidden: Optional[int] = None  # SwiGLU width; default 8/3 * d_model rounded up to a multiple of 64
+    norm_eps: float = 1e-6
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    checkpointing: bool = False  # activation checkpointing per block
+    init_std: float = 0.02
+
+
+@dataclass
+class OptimConfig:
+    name: str = choice("adamw", "adam")
+    lr: float = 1e-3
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # never applied to norms, biases, embeddings of gates (see lit_modules/optim.py)
+    warmup_steps: int = 100
+    schedule: str = choice("cosine", "constant", "linear")
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    val_check_interval: int = 200  # optimiser... batches between validations (counted across epochs)
+    limit_val_batches: float = 1.0  # fraction (<= 1.0) or number of batches (> 1)
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    gradient_clip_val: float = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    ckpt_every_n_steps: Optional[int] = None  # default: at every validation
+    early_stopping_patience: Optional[int] = None  # validations without improvement of the monitored metric
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
+
+
+@dataclass
+class LoggingConfig:
+    out_dir: str = "runs"
+    name: Optional[str] = None  # run name; default: a timestamp
+    wandb: bool = True
+    wandb_mode: Optional[str] = None  # online | offline | disabled; default offline without WANDB_API_KEY
+    project: str = "prism"
+    group: Optional[str] = None  # default: the experiment name
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    experiment: str = "mqar"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = field(default_factory=lambda: {"name": "mqar"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ckpt_path: Optional[str] = None  # last | best | a path: resume (last) or start from that checkpoint

@@ -1,0 +1,129 @@
+"""Multi-query associative recall (Zoology, Arora et al. 2023), generated lazily and deterministically.
+
+Example with num_kv_pairs key-value pairs: keys from [1, V/2) and values from [V/2, V), distinct within the
+example; then each key is queried once at a power-law distance (p(i) ~ a * i^(a-1)) in the even slots of the
+rest of the sequence; only the value tokens after queried keys carry labels. Other slots hold random tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import List
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .loader import ResumableLoader
+from .registry import register_datamodule
+
+
+def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int, power_a: float = 0.01,
+                  random_non_queries: bool = True, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs [num, seq_len], labels [num, seq_len]); labels[t] is the target for the prediction at t."""
+    if seq_len % 2:
+        raise ValueError(f"MQAR seq_len must be even, got {seq_len}")
+    if 4 * num_kv_pairs > seq_len:
+        raise ValueError(f"MQAR needs seq_len >= 4 * num_kv_pairs, got seq_len {seq_len}, kv pairs {num_kv_pairs}")
+    if vocab_size // 2 - 1 < num_kv_pairs:
+        raise ValueError(f"MQAR vocab_size {vocab_size} is too small for {num_kv_pairs} distinct keys")
+    gen = torch.Generator().manual_seed(seed)
+    half = vocab_size // 2
+    keys = torch.rand(num, half - 1, generator=gen).argsort(1)[:, :num_kv_pairs] + 1
+    values = torch.rand(num, vocab_size - half, generator=gen).argsort(1)[:, :num_kv_pairs] + half
+    context = 2 * num_kv_pairs
+    kvs = torch.stack([keys, values], dim=2).reshape(num, context)
+
+    space = (seq_len - context) // 2
+    i = torch.arange(1, space + 1, dtype=torch.float64)
+    p = power_a * i ** (power_a - 1)
+    gaps = torch.multinomial((p / p.sum()).expand(num, space), num_kv_pairs, replacement=False, generator=gen)
+    queries = torch.zeros(num, seq_len - context + 1, dtype=torch.long)
+    queries.scatter_(1, 2 * gaps, keys)
+    examples = torch.cat([kvs, queries], dim=1)
+    labels = torch.full((num, seq_len + 1), -100, dtype=torch.long)
+    labels.scatter_(1, 2 * gaps + context + 1, values)
+    inputs, labels = examples[:, :-1], labels[:, 1:]
+    if random_non_queries:
+        noise = torch.randint(vocab_size, inputs.shape, generator=gen)
+        inputs = torch.where(inputs == 0, noise, inputs)
+    return inputs, labels
+
+
+class MQARDataset(Dataset):
+    """``size`` examples drawn round-robin from the (seq_len, num_kv_pairs) settings, generated in blocks on
+    first access; right-padded to the longest setting (padding has no labels). ``slice`` = num_kv_pairs."""
+
+    BLOCK = 512
+
+    def __init__(self, settings: list[tuple[int, int]], size: int, *, vocab_size: int, power_a: float,
+                 random_non_queries: bool, seed: int):
+        self.settings, self.size, self.seed = [tuple(s) for s in settings], size, seed
+        self.kw = dict(vocab_size=vocab_size, power_a=power_a, random_non_queries=random_non_queries)
+        self.width = max(s[0] for s in self.settings)
+        for seq_len, kv in self.settings:  # fail at construction, not in the middle of training
+            mqar_examples(1, seq_len=seq_len, num_kv_pairs=kv, **self.kw)
+        self._block = lru_cache(maxsize=len(self.settings) * 2)(self._make_block)
+
+    def _make_block(self, setting: int, block: int):
+        seq_len, kv = self.settings[setting]
+        seed = hash((self.seed, setting, block)) % (2 ** 62)
+        return mqar_examples(self.BLOCK, seq_len=seq_len, num_kv_pairs=kv, seed=seed, **self.kw)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        setting, j = index % len(self.settings), index // len(self.settings)
+        inputs, labels = self._block(setting, j // self.BLOCK)
+        x, y = inputs[j % self.BLOCK], labels[j % self.BLOCK]
+        pad = self.width - x.numel()
+        return {"input_ids": torch.nn.functional.pad(x, (0, pad)),
+                "labels": torch.nn.functional.pad(y, (0, pad), value=-100),
+                "slice": torch.tensor(self.settings[setting][1])}
+
+
+@dataclass
+class MQARConfig:
+    name: str = "mqar"
+    vocab_size: int = 8192
+    # (seq_len, num_kv_pairs) settings; training mixes them, validation reports accuracy per num_kv_pairs.
+    train_settings: List[List[int]] = field(default_factory=lambda: [[64, 4], [128, 8], [256, 16], [256, 32],
+                                                                     [256, 64]])
+    val_settings: List[List[int]] = field(default_factory=lambda: [[64, 4], [128, 8], [256, 16], [256, 32],
+                                                                   [256, 64]])
+    train_examples: int = 100_000
+    val_examples: int = 1000  # per setting
+    power_a: float = 0.01
+    random_non_queries: bool = True
+    batch_size: int = 64
+    num_workers: int = 0
+
+
+@register_datamodule("mqar")
+class MQARDataModule(L.LightningDataModule):
+    Config = MQARConfig
+    task = "lm"
+
+    def __init__(self, config: MQARConfig, *, seed: int = 0):
+        super().__init__()
+        self.config, self.seed = config, seed
+        self.vocab_size = config.vocab_size
+        self.tokenizer = None
+        self.train_set = self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        c = self.config
+        kw = dict(vocab_size=c.vocab_size, power_a=c.power_a, random_non_queries=c.random_non_queries)
+        self.train_set = MQARDataset(c.train_settings, c.train_examples, seed=self.seed, **kw)
+        # validation examples come from another seed stream than any training block
+        self.val_set = MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=self.seed + 10 ** 6, **kw)
+
+    def train_dataloader(self):
+        return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
+                               num_workers=self.config.num_workers)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=self.config.batch_size, num_workers=self.config.num_workers)

@@ -1,0 +1,177 @@
+"""Next-token language modelling (also used for synthetic recall tasks, whose labels mark only the answers)."""
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from .backbone import build_backbone
+from .optim import configure_optimizers_from
+
+# Dense bf16 peak TFLOP/s of GPUs whose name contains the key (for perf/mfu).
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss_kib / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
+
+
+class LanguageModel(L.LightningModule):
+    monitor = ("val/loss", "min")
+
+    def __init__(self, cfg: dict, vocab_size: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = OmegaConf.create(cfg)
+        model_cfg = self.cfg.model
+        self.embed = nn.Embedding(vocab_size, model_cfg.d_model)
+        nn.init.normal_(self.embed.weight, std=model_cfg.init_std)
+        self.backbone = build_backbone(model_cfg)
+        self.head = nn.Linear(model_cfg.d_model, vocab_size, bias=False)
+        if model_cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        else:
+            nn.init.normal_(self.head.weight, std=model_cfg.init_std)
+        self._val_sums: dict[str, torch.Tensor] = {}
+        self._step_start: float | None = None
+
+    @classmethod
+    def from_datamodule(cls, cfg: dict, datamodule) -> "LanguageModel":
+        return cls(cfg, vocab_size=datamodule.vocab_size)
+
+    # ---- model -------------------------------------------------------------------------------------------
+    def forward(self, input_ids, *, cu_seqlens=None, mask=None, states=None, use_cache=False):
+        h, states = self.backbone(self.embed(input_ids), mask=mask, cu_seqlens=cu_seqlens, states=states,
+                                  use_cache=use_cache)
+        return self.head(h), states
+
+    def _logits_and_labels(self, batch):
+        input_ids, labels, cu_seqlens = batch["input_ids"], batch["labels"], batch.get("cu_seqlens")
+        if cu_seqlens is not None:  # documents packed across the batch: one stream, state reset at boundaries
+            input_ids, labels = input_ids.reshape(1, -1), labels.reshape(1, -1)
+        logits, _ = self(input_ids, cu_seqlens=cu_seqlens)
+        return logits, labels
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: 3x the forward of backbone and output head."""
+        d, vocab = self.embed.embedding_dim, self.embed.num_embeddings
+        return 3 * (self.backbone.flops(seq_len) / seq_len + 2 * d * vocab)
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        logits, labels = self._logits_and_labels(batch)
+        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                   reduction="sum")
+        valid = (labels != -100).sum()
+        # normalise by the global number of valid tokens (DDP averages gradients over ranks)
+        if dist.is_available() and dist.is_initialized():
+            total = valid.clone()
+            dist.all_reduce(total)
+            loss = loss_sum * dist.get_world_size() / total.clamp(min=1)
+        else:
+            loss = loss_sum / valid.clamp(min=1)
+        self.log("train/loss", loss_sum.detach() / valid.clamp(min=1), prog_bar=True, sync_dist=False)
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self._step_start is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - self._step_start
+        tokens = batch["input_ids"].numel() * self.trainer.world_size
+        tokens_per_s = tokens / max(seconds, 1e-9)
+        self.log("perf/tokens_per_s", tokens_per_s, prog_bar=True)
+        self.log("perf/peak_mem_gib", peak_memory_gib(self.device))
+        peak = self.cfg.trainer.get("peak_tflops") or self._detected_peak_tflops()
+        if peak:
+            flops = self.flops_per_token(batch["input_ids"].shape[-1]) * tokens_per_s / self.trainer.world_size
+            self.log("perf/mfu", flops / (peak * 1e12))
+
+    def _detected_peak_tflops(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        name = torch.cuda.get_device_name(self.device)
+        return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+    # ---- evaluation --------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self):
+        self._val_sums = {}
+
+    def _accumulate(self, key: str, value: torch.Tensor):
+        self._val_sums[key] = self._val_sums.get(key, 0) + value.detach().double()
+
+    def validation_step(self, batch, batch_idx):
+        logits, labels = self._logits_and_labels(batch)
+        valid = labels != -100
+        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                   reduction="sum")
+        correct = (logits.argmax(-1) == labels) & valid
+        self._accumulate("loss_sum", loss_sum)
+        self._accumulate("correct", correct.sum())
+        self._accumulate("count", valid.sum())
+        if "slice" in batch:  # accuracy by difficulty, e.g. number of key-value pairs
+            for value in batch["slice"].unique().tolist():
+                rows = batch["slice"] == value
+                self._accumulate(f"correct@{value}", correct[rows].sum())
+                self._accumulate(f"count@{value}", valid[rows].sum())
+
+    def on_validation_epoch_end(self):
+        sums = {k: v for k, v in self._val_sums.items()}
+        if dist.is_available() and dist.is_initialized():
+            for key in sorted(sums):
+                t = sums[key].to(self.device).clone()
+                dist.all_reduce(t)
+                sums[key] = t
+        if not sums:
+            return
+        count = max(float(sums["count"]), 1.0)
+        loss = float(sums["loss_sum"]) / count
+        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val/ppl", math.exp(min(loss, 50.0)))
+        self.log("val/acc", float(sums["correct"]) / count, prog_bar=True)
+        for key in sums:
+            if key.startswith("correct@"):
+                value = key.split("@", 1)[1]
+                self.log(f"val/acc@{value}", float(sums[key]) / max(float(sums[f"count@{value}"]), 1.0))
+
+    def configure_optimizers(self):
+        return configure_optimizers_from(self, self.cfg.optim, self.cfg.trainer.max_steps)
+
+    # ---- generation --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample continuations of input_ids [B, T] with each layer's recurrent state (one token per step)."""
+        was_training = self.training
+        self.eval()
+        logits, states = self(input_ids, use_cache=True)
+        out = [input_ids]
+        for _ in range(max_new_tokens):
+            next_logits = logits[:, -1].float()
+            if temperature <= 0:
+                token = next_logits.argmax(-1, keepdim=True)
+            else:
+                next_logits = next_logits / temperature
+                if top_k:
+                    kth = next_logits.topk(min(top_k, next_logits.shape[-1]), -1).values[:, -1:]
+                    next_logits = next_logits.masked_fill(next_logits < kth, float("-inf"))
+                token = torch.multinomial(next_logits.softmax(-1), 1, generator=generator)
+            out.append(token)
+            logits, states = self(token, states=states, use_cache=True)
+        self.train(was_training)
+        return torch.cat(out, dim=1)

@@ -1,0 +1,42 @@
+"""AdamW/Adam with weight decay only on weight matrices (never on norms, biases or gate/decay parameters), and a warmup + cosine/linear/constant schedule stepped per optimiser step."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+def _decays(name: str, param: nn.Parameter) -> bool:
+    # Vectors are biases, norm weights and per-head gate/decay parameters (A_log, dt_bias, ...): never decayed.
+    return param.ndim >= 2 and "norm" not in name
+
+
+def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (decay if _decays(name, param) else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str, min_lr_ratio: float) -> float:
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    if schedule == "linear":
+        return 1.0 - (1.0 - min_lr_ratio) * progress
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def configure_optimizers_from(module: nn.Module, optim_cfg, max_steps: int) -> dict:
+    groups = parameter_groups(module, optim_cfg["weight_decay"])
+    cls = torch.optim.AdamW if optim_cfg["name"] == "adamw" else torch.optim.Adam
+    if cls is torch.optim.Adam:  # Adam's weight_decay is L2 in the gradient: keep it off unless asked
+        groups[0]["weight_decay"] = optim_cfg["weight_decay"]
+    optimizer = cls(groups, lr=optim_cfg["lr"], betas=tuple(optim_cfg["betas"]), eps=optim_cfg["eps"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+        step, warmup_steps=optim_cfg["warmup_steps"], max_steps=max_steps, schedule=optim_cfg["schedule"],
+        min_lr_ratio=optim_cfg["min_lr_ratio"]))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}

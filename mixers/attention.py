@@ -1,0 +1,128 @@
+"""Softmax attention: torch SDPA (FlashAttention backend on GPU), RoPE, grouped KV heads, sliding window,
+KV cache. Positions count real tokens only, so a left-padded sequence attends exactly like the unpadded one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Mixer, MixerConfig
+from .common import segment_positions
+from .registry import register_mixer
+
+
+@dataclass
+class AttentionConfig(MixerConfig):
+    num_heads: int = 4
+    num_kv_heads: Optional[int] = None  # grouped-query attention when < num_heads
+    head_dim: Optional[int] = None  # default d_model // num_heads
+    window: Optional[int] = None  # sliding window: a token sees itself and the window-1 tokens before it
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotate pairs (x[..., :d/2], x[..., d/2:]) of x [B, T, H, d] by angle position * theta^(-2i/d)."""
+    half = x.shape[-1] // 2
+    freqs = theta ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = positions.float()[..., None] * freqs  # [B, T, half]
+    cos, sin = angles.cos()[:, :, None], angles.sin()[:, :, None]
+    x1, x2 = x.float()[..., :half], x.float()[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+@register_mixer("attention")
+class Attention(Mixer):
+    Config = AttentionConfig
+
+    def __init__(self, d_model: int, config: AttentionConfig, layer_idx: int = 0):
+        super().__init__(d_model, config, layer_idx)
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads or config.num_heads
+        self.head_dim = config.head_dim or d_model // config.num_heads
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"attention: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+                             f"({self.num_kv_heads})")
+        if self.head_dim % 2:
+            raise ValueError(f"attention: head_dim must be even for RoPE, got {self.head_dim}")
+        kv = self.num_kv_heads * self.head_dim
+        self.qkv = nn.Linear(d_model, self.num_heads * self.head_dim + 2 * kv, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, d_model, bias=False)
+        nn.init.normal_(self.qkv.weight, std=config.init_std)
+        nn.init.normal_(self.o_proj.weight, std=config.init_std)
+
+    def forward(self, x, *, mask=None, cu_seqlens=None, state=None, use_cache=False):
+        B, T, _ = x.shape
+        H, Hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        q, k, v = self.qkv(x).split([H * d, Hkv * d, Hkv * d], dim=-1)
+        q, k, v = q.view(B, T, H, d), k.view(B, T, Hkv, d), v.view(B, T, Hkv, d)
+        real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
+
+        if cu_seqlens is not None:
+            if state is not None or use_cache:
+                raise NotImplementedError("attention: a KV cache with packed sequences (cu_seqlens) is not supported")
+            if B != 1:
+                raise ValueError(f"cu_seqlens requires batch size 1 (packed sequences), got batch {B}")
+            seg, pos = segment_positions(cu_seqlens, T)
+            q, k = rope(q, pos[None], self.config.rope_theta), rope(k, pos[None], self.config.rope_theta)
+            allowed = (seg[:, None] == seg[None, :]) & self._visible(pos[:, None], pos[None, :])
+            y = self._attend(q, k, v, allowed[None, None])
+            return self.o_proj(y.reshape(B, T, H * d)), None
+
+        start = state["next_pos"] if state is not None else torch.zeros(B, dtype=torch.long, device=x.device)
+        pos_q = start[:, None] + real.long().cumsum(1) - 1
+        q, k = rope(q, pos_q, self.config.rope_theta), rope(k, pos_q, self.config.rope_theta)
+        if state is not None:
+            k, v = torch.cat([state["k"], k], 1), torch.cat([state["v"], v], 1)
+            pos_k = torch.cat([state["pos"], pos_q], 1)
+            real_k = torch.cat([state["real"], real], 1)
+        else:
+            pos_k, real_k = pos_q, real
+
+        if state is None and mask is None and self.config.window is None:
+            y = self._attend(q, k, v, None)
+        else:
+            S = k.shape[1]
+            allowed = real_k[:, None, :] & self._visible(pos_q[:, :, None], pos_k[:, None, :])
+            # a padding query sees only itself (its output is ignored) so no row of the mask is empty
+            allowed[:, :, S - T:] |= torch.eye(T, dtype=torch.bool, device=x.device)
+            y = self._attend(q, k, v, allowed[:, None])
+        y = self.o_proj(y.reshape(B, T, H * d))
+
+        new_state = None
+        if use_cache:
+            keep = k.shape[1] if self.config.window is None else min(k.shape[1], self.config.window)
+            new_state = {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:], "real": real_k[:, -keep:],
+                         "next_pos": start + real.long().sum(1)}
+        return y, new_state
+
+    def _visible(self, pos_q: torch.Tensor, pos_k: torch.Tensor) -> torch.Tensor:
+        ok = pos_k <= pos_q
+        if self.config.window is not None:
+            ok &= pos_q - pos_k < self.config.window
+        return ok
+
+    def _attend(self, q, k, v, allowed):
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, d]
+        gqa = self.num_kv_heads != self.num_heads
+        if allowed is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=gqa)
+        return y.transpose(1, 2)
+
+    def state_size(self, seq_len: int | None = None) -> int:
+        if seq_len is None:
+            raise ValueError("attention: the KV cache grows with the sequence; pass seq_len")
+        kept = seq_len if self.config.window is None else min(seq_len, self.config.window)
+        return 2 * kept * self.num_kv_heads * self.head_dim
+
+    def flops(self, seq_len: int) -> int:
+        H, Hkv, d, D = self.num_heads, self.num_kv_heads, self.head_dim, self.d_model
+        projections = 2 * seq_len * D * (2 * H * d + 2 * Hkv * d)
+        w = self.config.window
+        pairs = seq_len * (seq_len + 1) // 2 if w is None else sum(min(t + 1, w) for t in range(seq_len))
+        return projections + 4 * pairs * H * d  # QK^T and AV over the causal pairs

@@ -1,0 +1,207 @@
+"""Train a sequence model: compose the config, build datamodule + task module + trainer, fit (and test).
+
+    python train.py                                   # default job: MQAR, offline, a few minutes on a CPU
+    python train.py experiment=lm_char model.layers='[prism,attention]' trainer.max_steps=200
+    python train.py experiment=lm_char --print-config # the resolved config, without training
+    python train.py --list-mixers
+    python train.py experiment=lm_char ckpt_path=last # resume the latest run of that experiment
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from configs import ConfigError, compose_config, config_to_dict
+
+USAGE = __doc__
+
+
+class RunError(RuntimeError):
+    """A problem with the run's inputs (data, checkpoint) reported without a traceback."""
+
+
+def resolve_run_dir(cfg) -> tuple[Path, str | None]:
+    """The run's folder and the checkpoint to resume from (``ckpt_path``: last | best | a file)."""
+    root = Path(cfg.logging.out_dir) / cfg.experiment
+    ckpt = cfg.ckpt_path
+    if ckpt in ("last", "best"):
+        if cfg.logging.name:
+            run_dir = root / cfg.logging.name
+        else:  # the most recent run of this experiment that has that checkpoint
+            runs = sorted((p.parent.parent for p in root.glob(f"*/checkpoints/{ckpt}.ckpt")),
+                          key=lambda p: p.stat().st_mtime)
+            if not runs:
+                raise RunError(f"ckpt_path={ckpt}: no run of experiment {cfg.experiment!r} under {root} has a "
+                               f"{ckpt}.ckpt checkpoint")
+            run_dir = runs[-1]
+        path = run_dir / "checkpoints" / f"{ckpt}.ckpt"
+        if not path.is_file():
+            raise RunError(f"ckpt_path={ckpt}: {path} does not exist")
+        return run_dir, str(path)
+    name = cfg.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise RunError(f"ckpt_path: checkpoint file {ckpt!r} does not exist")
+    return root / name, ckpt
+
+
+def check_checkpoint_matches(module, ckpt_path: str) -> None:
+    """Refuse a checkpoint of another model before Lightning fails deep inside load_state_dict."""
+    import torch
+
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise RunError(f"ckpt_path: {ckpt_path} is not a readable Lightning checkpoint ({err})") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    reshaped = sorted(k for k in set(own) & set(saved) if own[k].shape != saved[k].shape)
+    if missing or unexpected or reshaped:
+        parts = []
+        if reshaped:
+            k = reshaped[0]
+            parts.append(f"{len(reshaped)} tensors of other shapes (e.g. {k}: checkpoint "
+                         f"{tuple(saved[k].shape)}, model {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} tensors missing from it (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensors the model does not have (e.g. {unexpected[0]})")
+        raise RunError(f"ckpt_path: {ckpt_path} was saved from a different model: " + "; ".join(parts))
+
+
+def build_loggers(cfg, run_dir: Path, config: dict):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if cfg.logging.wandb:
+        mode = cfg.logging.wandb_mode or os.environ.get("WANDB_MODE") or (
+            "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        tags = list(cfg.logging.tags) + ["layers:" + "-".join(dict.fromkeys(map(str, cfg.model.layers)))]
+        wandb = WandbLogger(project=cfg.logging.project, group=cfg.logging.group or cfg.experiment,
+                            name=run_dir.name, tags=tags, save_dir=str(run_dir), mode=mode, config=config,
+                            id=run_dir.name.replace("/", "-"), resume="allow")
+        loggers.append(wandb)
+    return loggers
+
+
+def build_trainer(cfg, run_dir: Path, module, loggers):
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    from datamodules.loader import ConsumedBatches
+    from lit_modules.callbacks import RNGState
+
+    t = cfg.trainer
+    monitor, mode = module.monitor
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                        save_last=True, enable_version_counter=False),
+        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.ckpt_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False,
+                                         every_n_train_steps=t.ckpt_every_n_steps, enable_version_counter=False))
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
+    if t.enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps)))
+    precision = t.precision
+    if precision == "auto":
+        gpu = t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and torch.cuda.is_available())
+        precision = "bf16-mixed" if gpu else "32-true"
+    limit_val = t.limit_val_batches if t.limit_val_batches <= 1.0 else int(t.limit_val_batches)
+    return L.Trainer(
+        max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, logger=loggers,
+        callbacks=callbacks, use_distributed_sampler=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
+        enable_model_summary=False)
+
+
+def run(cfg) -> dict:
+    """Train (and test where the task has a test set) one configuration; returns the final metrics."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    from datamodules.registry import get_datamodule
+    from lit_modules import task_module
+
+    config = config_to_dict(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir, ckpt_path = resolve_run_dir(cfg)
+    datamodule = get_datamodule(cfg.data.name)(cfg.data, seed=cfg.seed)
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except (ValueError, OSError) as err:  # bad input data: name it and stop before any output is written
+        raise RunError(f"data: {err}") from None
+    module = task_module(datamodule.task).from_datamodule(config, datamodule)
+    if ckpt_path:
+        check_checkpoint_matches(module, ckpt_path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loggers = build_loggers(cfg, run_dir, config)
+    trainer = build_trainer(cfg, run_dir, module, loggers)
+    if trainer.is_global_zero:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    started = time.time()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
+        best = trainer.checkpoint_callback.best_model_path or None
+        for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
+            metrics.update({k: float(v) for k, v in result.items()})
+    metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir))
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))
+    for logger in loggers:
+        logger.finalize("success")
+    return metrics
+
+
+def summary_line(cfg, metrics: dict) -> str:
+    shown = [f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if k.startswith(("val/", "test/"))
+             and "@" not in k or k in ("val/ndcg@10", "test/ndcg@10", "test/hr@10")]
+    return (f"done: experiment={cfg.experiment} layers={list(cfg.model.layers)}x{cfg.model.repeat} "
+            f"steps={metrics['step']} {' '.join(shown)} time={metrics['seconds']}s run_dir={metrics['run_dir']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(USAGE)
+        return 0
+    if "--list-mixers" in argv:
+        from mixers.registry import get_mixer, mixer_names
+
+        for name in mixer_names():
+            cls = get_mixer(name)
+            print(f"{name:12s} {cls.__module__}.{cls.__qualname__}")
+        return 0
+    print_only = "--print-config" in argv
+    argv = [a for a in argv if a != "--print-config"]
+    try:
+        cfg = compose_config(argv)
+        if print_only:
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        metrics = run(cfg)
+    except (ConfigError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary_line(cfg, metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
