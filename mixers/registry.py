@@ -23,8 +23,10 @@ def register_mixer(name: str):
             raise TypeError(f"@register_mixer({name!r}) must decorate a subclass of mixers.base.Mixer, got {cls!r}")
         if not is_dataclass(cls.Config):
             raise TypeError(f"mixer {name!r}: {cls.__name__}.Config must be a dataclass of hyperparameters")
-        if name in _MIXERS and _MIXERS[name] is not cls:
-            other = _MIXERS[name]
+        other = _MIXERS.get(name)
+        same_class_reloaded = other is not None and (other.__module__, other.__qualname__) == (
+            cls.__module__, cls.__qualname__)
+        if other is not None and other is not cls and not same_class_reloaded:
             raise ValueError(f"mixer name {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
                              f"choose another name for {cls.__module__}.{cls.__qualname__}")
         _MIXERS[name] = cls

@@ -1,0 +1,67 @@
+import pytest
+
+from configs import ConfigError, compose_config
+from train import main
+
+
+def test_default_composes_to_the_mqar_job():
+    cfg = compose_config([])
+    assert cfg.experiment == "mqar" and cfg.data.name == "mqar"
+    assert list(cfg.model.layers) == ["attention", "attention"]
+    assert cfg.model.mixers.attention.num_heads == 2  # from configs/mixer/attention.yaml via defaults
+
+
+def test_command_line_overrides_and_list_values():
+    cfg = compose_config(["trainer.max_steps=7", "model.layers=[attention,attention,attention]", "optim.lr=0.01"])
+    assert cfg.trainer.max_steps == 7 and len(cfg.model.layers) == 3 and cfg.optim.lr == 0.01
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["trainer.max_stepz=3"], ["trainer.max_stepz", "max_steps"]),  # unknown key: full path + allowed keys
+    (["trainer.max_steps=abc"], ["trainer.max_steps", "abc"]),  # wrong type
+    (["optim.schedule=exponential"], ["optim.schedule", "cosine", "constant"]),  # outside the choices
+    (["model.layers=[attention,nosuchmixer]"], ["model.layers", "nosuchmixer", "attention"]),
+    (["model.mixers.attention.num_headz=2"], ["model.mixers.attention.num_headz", "num_heads"]),
+    (["model.mixers.nosuch.x=1"], ["model.mixers.nosuch", "registered mixers"]),
+    (["data.name=nosuch"], ["data.name", "nosuch", "mqar"]),
+    (["data.vocab_sise=3"], ["data.vocab_sise", "vocab_size"]),
+    (["experiment=nosuch"], ["experiment=nosuch", "mqar"]),
+    (["mixer=nosuch"], ["mixer=nosuch", "attention"]),
+    (["trainer.max_steps"], ["key=value"]),
+])
+def test_bad_config_names_the_key_and_the_choices(argv, expected):
+    with pytest.raises(ConfigError) as err:
+        compose_config(argv)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_missing_value_is_reported(tmp_path):
+    plugin = tmp_path / "needs_width.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\n"
+        "from omegaconf import MISSING\n"
+        "from mixers import Mixer, MixerConfig, register_mixer\n"
+        "@dataclass\n"
+        "class C(MixerConfig):\n"
+        "    width: int = MISSING\n"
+        "@register_mixer('needs_width')\n"
+        "class M(Mixer):\n"
+        "    Config = C\n")
+    argv = [f"model.plugins=[{plugin}]", "model.layers=[needs_width]"]
+    with pytest.raises(ConfigError, match="model.mixers.needs_width.width"):
+        compose_config(argv)
+    assert compose_config(argv + ["model.mixers.needs_width.width=3"]).model.mixers.needs_width.width == 3
+
+
+def test_cli_prints_config_without_training(capsys, tmp_path):
+    assert main(["--print-config", "trainer.max_steps=5", f"logging.out_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "max_steps: 5" in out and "layers:" in out
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_error_exits_2_with_message_and_no_output(capsys, tmp_path):
+    assert main(["trainer.max_stepz=3", f"logging.out_dir={tmp_path}"]) == 2
+    assert "trainer.max_stepz" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from mixers.attention import Attention, AttentionConfig
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    return Attention(32, AttentionConfig(**kw)).double()
+
+
+CASES = [dict(num_heads=4), dict(num_heads=4, num_kv_heads=2), dict(num_heads=4, window=5)]
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_causal(kw):
+    attn = make(**kw)
+    x = torch.randn(2, 13, 32, dtype=torch.float64)
+    y, _ = attn(x)
+    x2 = x.clone()
+    x2[:, 7] += 1.0
+    y2, _ = attn(x2)
+    assert torch.equal(y[:, :7], y2[:, :7]) and not torch.allclose(y[:, 7:], y2[:, 7:])
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_cached_decoding_equals_parallel(kw):
+    attn = make(**kw)
+    x = torch.randn(2, 11, 32, dtype=torch.float64)
+    full, _ = attn(x)
+    y, state = attn(x[:, :4], use_cache=True)  # a prompt, then one token at a time
+    outs = [y]
+    for t in range(4, 11):
+        y, state = attn(x[:, t:t + 1], state=state, use_cache=True)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_left_padding_with_mask_equals_unpadded(kw):
+    attn = make(**kw)
+    x = torch.randn(1, 9, 32, dtype=torch.float64)
+    padded = torch.cat([torch.randn(1, 4, 32, dtype=torch.float64), x], 1)
+    mask = torch.tensor([[False] * 4 + [True] * 9])
+    y, _ = attn(padded, mask=mask)
+    torch.testing.assert_close(y[:, 4:], attn(x)[0])
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_packed_sequences_equal_separate(kw):
+    attn = make(**kw)
+    lens = [3, 8, 1, 6]
+    xs = [torch.randn(1, n, 32, dtype=torch.float64) for n in lens]
+    cu = torch.tensor([0, 3, 11, 12, 18], dtype=torch.int32)
+    y, _ = attn(torch.cat(xs, 1), cu_seqlens=cu)
+    for i, x in enumerate(xs):
+        torch.testing.assert_close(y[:, cu[i]:cu[i + 1]], attn(x)[0])
+
+
+def test_state_size_and_flops():
+    attn = make(num_heads=4, num_kv_heads=2)
+    assert attn.state_size(100) == 2 * 100 * 2 * 8
+    assert make(num_heads=4, window=5).state_size(100) == 2 * 5 * 4 * 8
+    assert attn.flops(64) > attn.flops(32) * 2  # quadratic part
+    with pytest.raises(ValueError):
+        make(num_heads=4, num_kv_heads=3)

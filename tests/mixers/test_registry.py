@@ -1,0 +1,90 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mixers import Mixer, MixerConfig, get_mixer, mixer_names, register_mixer
+from train import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_builtin_mixers_listed(capsys):
+    assert "attention" in mixer_names()
+    assert main(["--list-mixers"]) == 0
+    assert "attention" in capsys.readouterr().out
+
+
+def test_registering_two_mixers_under_one_name_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        @register_mixer("attention")
+        class Impostor(Mixer):
+            Config = MixerConfig
+
+
+def test_register_requires_a_config_dataclass_and_a_mixer():
+    with pytest.raises(TypeError):
+        register_mixer("not_a_mixer")(object)
+
+
+def test_unknown_mixer_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="registered mixers: .*attention"):
+        get_mixer("nope")
+
+
+PLUGIN = textwrap.dedent('''
+    from dataclasses import dataclass
+    import torch
+    from torch import nn
+    from mixers import Mixer, MixerConfig, register_mixer
+
+    @dataclass
+    class CumMeanConfig(MixerConfig):
+        scale: float = 1.0
+
+    @register_mixer("cummean")
+    class CumMean(Mixer):
+        """Causal running mean of a projection: a user's own mixer living outside the repository."""
+        Config = CumMeanConfig
+
+        def __init__(self, d_model, config, layer_idx=0):
+            super().__init__(d_model, config, layer_idx)
+            self.proj = nn.Linear(d_model, d_model)
+
+        def forward(self, x, *, mask=None, cu_seqlens=None, state=None, use_cache=False):
+            total, count = state if state is not None else (x.new_zeros(x.shape[0], x.shape[2]), 0)
+            sums = total[:, None] + self.proj(x).cumsum(1)
+            counts = count + torch.arange(1, x.shape[1] + 1, device=x.device)[None, :, None]
+            return self.config.scale * sums / counts, ((sums[:, -1], count + x.shape[1]) if use_cache else None)
+
+        def state_size(self, seq_len=None):
+            return self.d_model + 1
+
+        def flops(self, seq_len):
+            return 2 * seq_len * self.d_model ** 2
+''')
+
+
+def test_user_mixer_from_a_module_outside_the_repository(tmp_path):
+    (tmp_path / "my_mixers.py").write_text(PLUGIN)
+    argv = ["model.plugins=[my_mixers]", "model.layers=[cummean,attention]", "model.mixers.cummean.scale=0.5",
+            "trainer.max_steps=3", "trainer.val_check_interval=3", "data.val_examples=8", "logging.wandb=false",
+            f"logging.out_dir={tmp_path / 'runs'}", "trainer.enable_progress_bar=false"]
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done:" in result.stdout
+    config = next((tmp_path / "runs" / "mqar").glob("*/config.yaml")).read_text()
+    assert "cummean" in config and "scale: 0.5" in config
+
+
+def test_user_mixer_from_a_file_path(tmp_path):
+    plugin = tmp_path / "file_plugin.py"
+    plugin.write_text(PLUGIN.replace('"cummean"', '"cummean_file"'))
+    from configs import compose_config
+
+    cfg = compose_config([f"model.plugins=[{plugin}]", "model.layers=[cummean_file]"])
+    assert "cummean_file" in cfg.model.mixers
