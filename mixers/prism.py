@@ -1,0 +1,222 @@
+"""PRISM (Jiang et al., arXiv 2602.10796): a gated delta rule whose write is an L-step residual solver.
+
+Per head (PRISM.md §1; paper Eq. 9-18):
+
+    U        = silu(causal_depthwise_conv(x))                 anchor (anchor: none -> U = x)
+    q, v     = l2norm(U Wq), U Wv
+    k[l]     = l2norm(U Wk[l]),  beta[l] = sigmoid(U Wb[l]),  p[l] = U Wp[l]       l = 1..L
+    alpha    = sigmoid(U Wa + ba)                            (decay: gdn -> exp(-exp(A_log) softplus(U Wa + dt_bias)))
+    r[1]     = v - U_h                                        (U sliced per head; a linear map when H*d != D)
+    delta[l] = gelu(p[l] * r[l]),  r[l+1] = r[l] - delta[l]
+    S_t      = alpha_t S_{t-1} (I - beta[1] k[1] k[1]^T) + sum_l beta[l] delta[l] k[l]^T      (kernels.prism)
+    y        = o_proj(rmsnorm_per_head(S_t q_t) * silu(x Wg))
+
+solver: closed_form is the authors' LM variant: delta[l] = P[l] prod_{j<l} (1 - P[j]) v, P = sigmoid(map of U).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.prism import prism_delta_rule, prism_delta_rule_flops
+
+from .base import Mixer, MixerConfig
+from .common import GatedHeadNorm, ShortConv
+from .registry import register_mixer
+
+def _choice(default: str, *others: str):
+    """A string option; configs/compose.py reads the ``choices`` metadata and rejects other values at start-up."""
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
+@dataclass
+class PRISMConfig(MixerConfig):
+    num_heads: int = 4
+    head_dim: Optional[int] = None   # None: d_model // num_heads (keys and values share it)
+    steps: int = 2                   # solver steps L, 1..4 (L = 1 is the paper's ablation)
+    # paper: Eq. 15-16 | closed_form: the authors' LM code, delta[l] = P[l] prod_{j<l}(1 - P[j]) v
+    solver: str = _choice("paper", "closed_form")
+    shared_key: bool = False         # one key for all solver steps
+    anchor: str = _choice("conv", "none")           # conv: U = silu(ShortConv(x)) | none: U = x
+    conv_size: int = 4
+    gain: str = _choice("learned", "none")          # learned: p[l] = U Wp[l] | none: p = 1 (paper solver)
+    gain_rank: int = 0               # 0: full Wp per step (Eq. 13); r > 0: rank-r map (also closed_form's P)
+    nonlinearity: str = _choice("gelu", "identity")  # of the paper solver
+    decay: str = _choice("sigmoid", "gdn")          # sigmoid: paper Alg. 1 | gdn: Gated DeltaNet's form
+    alpha_init_min: float = 0.95     # each head's decay starts uniformly in [min, max]
+    alpha_init_max: float = 0.99
+    norm_eps: float = 1e-6
+    init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
+    chunk_size: int = 64
+    backend: str = _choice("auto", "chunk", "naive", "triton")  # kernels.prism backend
+
+
+@dataclass
+class PRISMState:
+    """Recurrent cache of N sequences: conv tail [N, D, conv_size - 1] (None without anchor conv) and
+    matrix state [N, H, d, d] (keys by values, fp32 or fp64)."""
+    conv: Optional[torch.Tensor]
+    recurrent: torch.Tensor
+
+
+def _low_rank_or_full(d_in: int, d_out: int, rank: int) -> nn.Module:
+    if rank > 0:
+        return nn.Sequential(nn.Linear(d_in, rank, bias=False), nn.Linear(rank, d_out, bias=True))
+    return nn.Linear(d_in, d_out, bias=True)
+
+
+def _out_bias(m: nn.Module) -> torch.Tensor:
+    return (m[-1] if isinstance(m, nn.Sequential) else m).bias
+
+
+@register_mixer("prism")
+class PRISM(Mixer):
+    Config = PRISMConfig
+
+    def __init__(self, d_model: int, config: PRISMConfig | None = None, layer_idx: int = 0):
+        config = PRISMConfig() if config is None else config
+        super().__init__(d_model, config, layer_idx)
+        c = config
+        for f in fields(c):
+            allowed = f.metadata.get("choices")
+            if allowed is not None and getattr(c, f.name) not in allowed:
+                raise ValueError(f"prism.{f.name} must be one of {' | '.join(allowed)}, got {getattr(c, f.name)!r}")
+        if not 1 <= c.steps <= 4:
+            raise ValueError(f"prism.steps (solver steps L) must be in 1..4, got {c.steps}")
+        if c.solver == "closed_form" and c.gain == "none":
+            raise ValueError("prism.gain: none is only defined for solver: paper (closed_form's gain P is its solver)")
+        if c.head_dim is None and d_model % c.num_heads:
+            raise ValueError(f"prism: d_model {d_model} is not divisible by num_heads {c.num_heads}; set head_dim")
+        if not 0.0 < c.alpha_init_min <= c.alpha_init_max < 1.0:
+            raise ValueError(f"prism: need 0 < alpha_init_min <= alpha_init_max < 1, got "
+                             f"{c.alpha_init_min}, {c.alpha_init_max}")
+        H = c.num_heads
+        d = c.head_dim if c.head_dim is not None else d_model // H
+        L = c.steps
+        self.num_heads, self.head_dim, self.steps = H, d, L
+        HD = H * d
+
+        self.conv = ShortConv(d_model, c.conv_size, "silu") if c.anchor == "conv" else None
+        self.q_proj = nn.Linear(d_model, HD, bias=False)
+        self.v_proj = nn.Linear(d_model, HD, bias=False)
+        self.k_proj = nn.Linear(d_model, HD * (1 if c.shared_key else L), bias=False)
+        self.b_proj = nn.Linear(d_model, H * L, bias=True)
+        nn.init.zeros_(self.b_proj.bias)
+        if c.solver == "closed_form":
+            self.p_proj = _low_rank_or_full(d_model, L * HD, c.gain_rank)   # P = sigmoid(.), starts at 1/2
+            nn.init.zeros_(_out_bias(self.p_proj))
+        elif c.gain == "learned":
+            self.p_proj = _low_rank_or_full(d_model, L * HD, c.gain_rank)   # p starts near 1
+            nn.init.ones_(_out_bias(self.p_proj))
+        else:
+            self.p_proj = None
+        # r[1] = v - U_h needs U in value width: slice per head when widths match, else a linear map
+        needs_res = c.solver == "paper" and HD != d_model
+        self.r_proj = nn.Linear(d_model, HD, bias=False) if needs_res else None
+
+        alpha0 = torch.empty(H).uniform_(c.alpha_init_min, c.alpha_init_max)
+        self.a_proj = nn.Linear(d_model, H, bias=c.decay == "sigmoid")
+        if c.decay == "sigmoid":
+            with torch.no_grad():
+                self.a_proj.bias.copy_(torch.logit(alpha0))
+        else:  # Gated DeltaNet: g = -exp(A_log) softplus(U Wa + dt_bias); A ~ U(1, 16), dt chosen for alpha0
+            A = torch.empty(H).uniform_(1, 16)
+            dt = -torch.log(alpha0) / A
+            self.A_log = nn.Parameter(torch.log(A))
+            self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))   # inverse softplus
+        self.g_proj = nn.Linear(d_model, HD, bias=False)
+        self.o_norm = GatedHeadNorm(d, eps=c.norm_eps)
+        self.o_proj = nn.Linear(HD, d_model, bias=False)
+        for module in self.modules():  # biases keep the values set above
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=c.init_std)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _log_decay(self, u: torch.Tensor) -> torch.Tensor:
+        a = self.a_proj(u)
+        a = a.to(torch.promote_types(a.dtype, torch.float32))            # gates in >= fp32
+        if self.config.decay == "sigmoid":
+            return F.logsigmoid(a)
+        return -self.A_log.to(a.dtype).exp() * F.softplus(a + self.dt_bias.to(a.dtype))
+
+    def _solver(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
+        c, L = self.config, self.steps
+        B, T, H, d = v.shape
+        p = self.p_proj(u).view(B, T, L, H, d) if self.p_proj is not None else None
+        deltas = []
+        if c.solver == "closed_form":
+            retain = torch.ones_like(v)
+            for step in range(L):
+                P = torch.sigmoid(p[:, :, step])
+                deltas.append(P * retain * v)
+                retain = retain * (1 - P)
+        else:
+            r = v - (self.r_proj(u) if self.r_proj is not None else u).view(B, T, H, d)
+            for step in range(L):
+                z = r if p is None else p[:, :, step] * r
+                delta = F.gelu(z) if c.nonlinearity == "gelu" else z
+                deltas.append(delta)
+                r = r - delta
+        return torch.stack(deltas, 3)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
+                state: PRISMState | None = None, use_cache: bool = False):
+        c = self.config
+        B, T, D = x.shape
+        H, d, L = self.num_heads, self.head_dim, self.steps
+        if mask is not None and tuple(mask.shape) != (B, T):
+            raise ValueError(f"prism: mask must have shape [B, T] = {(B, T)}, got {tuple(mask.shape)}")
+        if self.conv is not None:
+            u, conv_tail = self.conv(x, mask=mask, cu_seqlens=cu_seqlens,
+                                     state=None if state is None else state.conv, use_cache=use_cache)
+        else:
+            u, conv_tail = (x if mask is None else x * mask[..., None].to(x.dtype)), None
+
+        q = F.normalize(self.q_proj(u).view(B, T, H, d), dim=-1)
+        v = self.v_proj(u).view(B, T, H, d)
+        k = self.k_proj(u)
+        if c.shared_key:
+            k = F.normalize(k.view(B, T, H, 1, d), dim=-1).expand(B, T, H, L, d)
+        else:
+            k = F.normalize(k.view(B, T, L, H, d), dim=-1).transpose(2, 3)
+        beta = torch.sigmoid(self.b_proj(u).view(B, T, L, H).transpose(2, 3))
+        g = self._log_decay(u)
+        delta = self._solver(u, v)                                        # [B,T,H,L,d]
+        if mask is not None:  # padding neither writes nor decays the state
+            m = mask.to(beta.dtype)
+            beta = beta * m[..., None, None]
+            g = g * m[..., None].to(g.dtype)
+
+        o, h = prism_delta_rule(q, k, delta, beta, g, scale=d ** -0.5,
+                                initial_state=None if state is None else state.recurrent,
+                                output_final_state=use_cache, cu_seqlens=cu_seqlens,
+                                chunk_size=c.chunk_size, backend=c.backend)
+        o = self.o_norm(o.to(x.dtype), self.g_proj(x).view(B, T, H, d))
+        y = self.o_proj(o.reshape(B, T, H * d))
+        return y, (PRISMState(conv_tail, h) if use_cache else None)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def state_size(self, seq_len: int | None = None) -> int:
+        conv = self.d_model * (self.config.conv_size - 1) if self.conv is not None else 0
+        return self.num_heads * self.head_dim * self.head_dim + conv
+
+    def flops(self, seq_len: int) -> int:
+        c, D, H, d, L = self.config, self.d_model, self.num_heads, self.head_dim, self.steps
+        HD = H * d
+        per_token = 2 * D * HD * 4                                        # q, v, output gate, o_proj
+        per_token += 2 * D * HD * (1 if c.shared_key else L)              # keys
+        per_token += 2 * D * H * L + 2 * D * H                            # betas, decay
+        if self.conv is not None:
+            per_token += 2 * D * c.conv_size                              # depthwise conv
+        if self.p_proj is not None:                                       # gain / closed-form P
+            per_token += 2 * (D * c.gain_rank + c.gain_rank * L * HD) if c.gain_rank > 0 else 2 * D * L * HD
+        if self.r_proj is not None:
+            per_token += 2 * D * HD
+        per_token += 4 * L * HD                                           # solver: gain, nonlinearity, residual
+        recurrence = prism_delta_rule_flops(seq_len, H, d, d, L, c.chunk_size)
+        return per_token * seq_len + recurrence
