@@ -173,9 +173,11 @@ class SequentialRecommender(L.LightningModule):
                 dist.all_reduce(vec)
                 return vec
         means = self._sums.compute(reduce)
+        # Every rank already holds the exact global means; sync_dist only averages equal values (and keeps
+        # Lightning from warning about unsynchronised epoch-level metrics).
         for name, value in means.items():
-            self.log(f"{prefix}/{name}", value, prog_bar=name in ("ndcg@10", "hr@10"), sync_dist=False)
-        self.log(f"{prefix}/filter_seen", float(self.filter_seen))
+            self.log(f"{prefix}/{name}", value, prog_bar=name in ("ndcg@10", "hr@10"), sync_dist=True)
+        self.log(f"{prefix}/filter_seen", float(self.filter_seen), sync_dist=True)
         self._sums = None
 
     def on_validation_epoch_start(self):
