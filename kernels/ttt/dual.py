@@ -20,29 +20,28 @@ def _up(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def dual_step(W1, b1, W2, b2, xq, xk, xv, eta, ln_w, ln_b, eps: float):
-    """One mini-batch. W1 [B,H,d,f], b1 [B,H,1,f], W2 [B,H,f,d], b2 [B,H,1,d]; xq, xk, xv [B,H,b,d];
-    eta [B,H,b,b] lower triangular, eta[i, j] = eta_i * lr_j; ln_w, ln_b [H,1,d].
-    Returns (z = xq + LN(f_bar(xq)) [B,H,b,d], W1', b1', W2', b2')."""
+def dual_step(W1, b1, W2, b2, xq, xk, target, eta, eta_attn1, ln_w, ln_b, eps: float):
+    """One mini-batch. W1 [B,H,d,f], b1 [B,H,1,f], W2 [B,H,f,d], b2 [B,H,1,d]; xq, xk [B,H,b,d];
+    target = x_v - x_k [B,H,b,d] (at least fp32); eta [B,H,b,b] lower triangular, eta[i, j] = eta_i * lr_j;
+    eta_attn1 = eta * (x_q x_k^T) (it does not depend on the weights: computed for all mini-batches at once);
+    ln_w, ln_b [H,1,d]. Returns (f_bar(xq) [B,H,b,d], W1', b1', W2', b2')."""
     Z1 = xk @ W1 + b1
     X2 = gelu_tanh(Z1)
     Z2 = X2 @ W2 + b2
-    gZ2 = ln_fused_l2_bwd(_up(Z2), _up(xv - xk), ln_w, ln_b, eps)
+    gZ2 = ln_fused_l2_bwd(_up(Z2), target, ln_w, ln_b, eps)
     gZ1 = (gZ2 @ W2.transpose(-1, -2)) * gelu_tanh_bwd(Z1)
 
-    attn1 = (xq @ xk.transpose(-1, -2)).tril()
-    Z1_bar = xq @ W1 - (eta * attn1) @ gZ1 + b1 - eta @ gZ1
+    Z1_bar = xq @ W1 - eta_attn1 @ gZ1 + b1 - eta @ gZ1
     X2_bar = gelu_tanh(Z1_bar)
-    attn2 = (X2_bar @ X2.transpose(-1, -2)).tril()
-    Z2_bar = X2_bar @ W2 - (eta * attn2) @ gZ2 + b2 - eta @ gZ2
+    eta_attn2 = eta * (X2_bar @ X2.transpose(-1, -2))
+    Z2_bar = X2_bar @ W2 - eta_attn2 @ gZ2 + b2 - eta @ gZ2
 
     last = eta[..., -1, :, None]  # [B,H,b,1]: eta_b * lr_j
     W1 = W1 - (last * xk).transpose(-1, -2) @ gZ1
     b1 = b1 - (last * gZ1).sum(-2, keepdim=True)
     W2 = W2 - (last * X2).transpose(-1, -2) @ gZ2
     b2 = b2 - (last * gZ2).sum(-2, keepdim=True)
-    z = xq + layer_norm(_up(Z2_bar), ln_w, ln_b, eps).to(xq.dtype)
-    return z, W1, b1, W2, b2
+    return Z2_bar, W1, b1, W2, b2
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,12 +50,13 @@ def compiled_dual_step(backend: str = "inductor", mode: str | None = None):
     return torch.compile(dual_step, backend=backend, mode=mode, fullgraph=True, dynamic=False)
 
 
-def _scan(step, params, xq, xk, xv, eta, commit, ln_w, ln_b, eps):
+def _scan(step, params, xq, xk, target, eta, eta_attn1, commit, ln_w, ln_b, eps):
     """Mini-batches m = 0..M-1 of xq... [B,H,M,b,d]; commit [M] of None (all) or bool [B] (per row)."""
     W = params
     outs = []
     for m in range(xq.shape[2]):
-        z, *new = step(*W, xq[:, :, m], xk[:, :, m], xv[:, :, m], eta[:, :, m], ln_w, ln_b, eps)
+        z, *new = step(*W, xq[:, :, m], xk[:, :, m], target[:, :, m], eta[:, :, m], eta_attn1[:, :, m], ln_w, ln_b,
+                       eps)
         c = commit[m]
         if c is None:
             W = new
@@ -73,15 +73,22 @@ def ttt_mlp_dual(xq, xk, xv, eta, params, ln_w, ln_b, *, commit, eps: float = 1e
     B = xq.shape[0]
     params = [p.expand(B, *p.shape[1:]) for p in params]
     step = compiled_dual_step(compile_backend) if compile else dual_step
+    # everything that does not depend on the inner weights, for all mini-batches at once
+    target = _up(xv - xk)
+    eta = eta.to(target.dtype)
+    eta_attn1 = eta * (xq @ xk.transpose(-1, -2))  # eta is lower triangular: so is this
     M = xq.shape[2]
     G = checkpoint_group if (checkpoint_group and torch.is_grad_enabled()) else M
     outs = []
     for s in range(0, M, max(G, 1)):
         e = min(s + G, M)
-        args = (xq[:, :, s:e], xk[:, :, s:e], xv[:, :, s:e], eta[:, :, s:e], commit[s:e], ln_w, ln_b, eps)
+        args = (xq[:, :, s:e], xk[:, :, s:e], target[:, :, s:e], eta[:, :, s:e], eta_attn1[:, :, s:e], commit[s:e],
+                ln_w, ln_b, eps)
         if G < M:
             z, params = checkpoint(lambda p, *a: _scan(step, p, *a), params, *args, use_reentrant=False)
         else:
             z, params = _scan(step, params, *args)
         outs.append(z)
-    return torch.cat(outs, 2), tuple(params)
+    z = torch.cat(outs, 2)
+    z = layer_norm(_up(z), ln_w.unsqueeze(1), ln_b.unsqueeze(1), eps)  # [H, 1, 1, d] against [B, H, M, b, d]
+    return xq + z.to(xq.dtype), tuple(params)
