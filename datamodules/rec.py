@@ -289,9 +289,9 @@ class RecDataModule(L.LightningDataModule):
                 where = f"line {lines[0]}" if fmt == "user_lines" else f"first at line {lines[0]}"
                 if cfg.short_users == "error":
                     raise ValueError(
-                        f"{path}: user {short.tolist()[0]!r} ({where}) has {counts[0]} interaction(s); leave-one-out needs "
-                        f"at least {MIN_LOO_LEN} (training input, validation and test target); {len(short)} user(s) "
-                        f"are that short. Set data.short_users=drop to drop them, or data.kcore=3 to filter.")
+                        f"{path}: user {short.tolist()[0]!r} ({where}) has {counts[0]} interaction(s); leave-one-out "
+                        f"needs at least {MIN_LOO_LEN} (training input, validation and test target); {len(short)} "
+                        f"user(s) are that short. Set data.short_users=drop to drop them, or data.kcore=3 to filter.")
                 log.warning("rec: dropping %d user(s) with fewer than %d interactions (data.short_users=drop)",
                             len(short), MIN_LOO_LEN)
                 inter = drop_users(inter, short)
