@@ -59,8 +59,6 @@ class ResumableLoader(DataLoader):
         else:
             epoch, skip = self.epoch, 0
         self._started = True
-        if skip >= len(self):
-            epoch, skip = epoch + 1, 0
         self.epoch, self.consumed = epoch, skip
         self.epoch_sampler.epoch, self.epoch_sampler.skip = epoch, skip * self.batch_size
         return super().__iter__()

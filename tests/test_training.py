@@ -1,0 +1,106 @@
+"""End-to-end runs through train.py on tiny settings: learning, resume, DDP, W&B, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from configs import compose_config
+from train import main, run
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MQAR = ["data.vocab_size=64", "data.train_settings=[[32,4]]", "data.val_settings=[[32,4]]",
+             "data.val_examples=128", "data.batch_size=32", "model.d_model=32", "trainer.enable_progress_bar=false"]
+
+
+def tiny(tmp_path, *overrides):
+    return compose_config([*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", *overrides])
+
+
+def test_mqar_learns_well_above_chance(tmp_path):
+    metrics = run(tiny(tmp_path, "trainer.max_steps=300", "trainer.val_check_interval=300"))
+    chance = 2 / 64
+    assert metrics["val/acc"] > 5 * chance, metrics
+    assert (Path(metrics["run_dir"]) / "config.yaml").is_file()
+    assert (Path(metrics["run_dir"]) / "checkpoints" / "last.ckpt").is_file()
+    assert (Path(metrics["run_dir"]) / "metrics.csv").read_text().count("\n") > 5
+
+
+def final_weights(run_dir: str) -> dict:
+    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    # constant LR so that stopping at step 8 and extending max_steps is the same schedule as one run of 16
+    common = ["model.dropout=0.1", "optim.schedule=constant", "optim.warmup_steps=0", "trainer.val_check_interval=4",
+              "data.train_examples=80"]  # 2.5 epochs in 16 steps: the data position crosses epoch boundaries
+    whole = run(tiny(tmp_path, *common, "trainer.max_steps=16", "logging.name=whole"))
+    run(tiny(tmp_path, *common, "trainer.max_steps=8", "logging.name=parts"))
+    resumed = run(tiny(tmp_path, *common, "trainer.max_steps=16", "logging.name=parts", "ckpt_path=last"))
+    assert resumed["step"] == whole["step"] == 16
+    a, b = final_weights(whole["run_dir"]), final_weights(resumed["run_dir"])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    opt_a = torch.load(Path(whole["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"]
+    opt_b = torch.load(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"]
+    torch.testing.assert_close(opt_a[0]["state"][0]["exp_avg"], opt_b[0]["state"][0]["exp_avg"], rtol=0, atol=0)
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    argv = [*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", "trainer.max_steps=4",
+            "trainer.val_check_interval=4", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done:" in result.stdout and "steps=4" in result.stdout
+    summary = json.loads(next(tmp_path.glob("mqar/*/summary.json")).read_text())
+    assert summary["step"] == 4
+
+
+def test_wandb_offline_run_is_written_and_its_metrics_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    metrics = run(tiny(tmp_path, "logging.wandb=true", "trainer.max_steps=6", "trainer.val_check_interval=3",
+                       "trainer.log_every_n_steps=1", "logging.project=tests", "logging.tags=[smoke]"))
+    log = next(Path(metrics["run_dir"]).glob("wandb/offline-run-*/run-*.wandb"))
+    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(log)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    history = {}
+    for record in records:
+        for item in record.get("history", {}).get("item", []):
+            key = item.get("nested_key") or item.get("key")
+            key = "/".join(key) if isinstance(key, list) else key
+            history.setdefault(key, []).append(json.loads(item["value_json"]))
+    assert len(history["train/loss"]) == 6 and all(v > 0 for v in history["train/loss"])
+    assert history["val/acc"][-1] == pytest.approx(metrics["val/acc"], rel=1e-5)
+    run_record = next(r["run"] for r in records if "run" in r)
+    assert run_record["project"] == "tests" and "smoke" in run_record.get("tags", [])
+    config_keys = {u["key"] for u in run_record["config"]["update"]}
+    assert {"model", "data", "optim", "trainer"} <= config_keys
+
+
+def test_checkpoint_from_a_different_model_is_refused(tmp_path, capsys):
+    first = run(tiny(tmp_path, "trainer.max_steps=2", "trainer.val_check_interval=2", "logging.name=small"))
+    ckpt = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    code = main([*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", "model.d_model=48",
+                 f"ckpt_path={ckpt}", "logging.name=other"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "different model" in err and "d_model" not in err or "shape" in err
+    assert not (tmp_path / "mqar" / "other").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["model.layers=[attention,nosuch]"], "nosuch"),
+    (["ckpt_path=last"], "no run of experiment"),
+    (["ckpt_path=/nonexistent.ckpt"], "does not exist"),
+])
+def test_bad_run_input_exits_cleanly(tmp_path, capsys, argv, message):
+    assert main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
