@@ -66,6 +66,13 @@ def _validate(q, k, v, beta, g, initial_state, cu_seqlens, chunk_size):
         raise ValueError(f"prism_delta_rule: chunk_size must be a positive int, got {chunk_size!r}")
 
 
+def _triton_ok(q, k, v, initial_state) -> bool:
+    """auto picks the Triton kernels for CUDA tensors of 16/32-bit floats and head dims <= 256."""
+    return (q.is_cuda and all(x.dtype in (torch.float32, torch.bfloat16, torch.float16) for x in (q, k, v))
+            and (initial_state is None or initial_state.dtype != torch.float64)
+            and k.shape[-1] <= 256 and v.shape[-1] <= 256)
+
+
 def prism_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, *,
                      scale: float | None = None, initial_state: torch.Tensor | None = None,
                      output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None,
@@ -84,8 +91,9 @@ def prism_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
         scale: multiplies q; default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: return S_T.
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length of the chunked form (the result does not depend on it).
-        backend: "naive" (token-by-token reference), "chunk" (exact chunked torch), "triton" (not yet),
-        "auto" (the chunked torch path for now).
+        backend: "naive" (token-by-token reference), "chunk" (exact chunked torch), "triton" (fla-based Triton
+        kernels, kernels/prism/triton; CUDA, or the CPU under TRITON_INTERPRET=1), "auto" (triton for CUDA
+        tensors of 16/32-bit floats with head dims <= 256, chunk otherwise).
     Returns:
         (o [B, T, H, V] in v's dtype, final state [N, H, K, V] in fp32 (fp64 for fp64 inputs) or None).
     """
@@ -94,9 +102,11 @@ def prism_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     _validate(q, k, v, beta, g, initial_state, cu_seqlens, chunk_size)
     kwargs = dict(scale=scale, initial_state=initial_state, output_final_state=output_final_state,
                   cu_seqlens=cu_seqlens)
+    if backend == "auto":
+        backend = "triton" if _triton_ok(q, k, v, initial_state) else "chunk"
     if backend == "triton":
-        raise NotImplementedError("prism_delta_rule: the Triton backend is not implemented yet (a later issue); "
-                                  "use backend='chunk' (exact, any device) or 'auto'")
+        from .triton import triton_prism_delta_rule
+        return triton_prism_delta_rule(q, k, v, beta, g, chunk_size=chunk_size, **kwargs)
     if backend == "naive":
         return naive_prism_delta_rule(q, k, v, beta, g, **kwargs)
     return chunk_prism_delta_rule(q, k, v, beta, g, chunk_size=chunk_size, **kwargs)

@@ -1,0 +1,272 @@
+"""PRISM delta rule on Triton: exact chunked forward and backward built from fla's Gated DeltaNet kernels.
+
+Design (PRISM.md §2). Inside a chunk of C tokens the PRISM recurrence is Gated DeltaNet's WY form with two changes:
+
+1. the value fed to the triangular solve is the corrected value
+       Δ' = Δ - Σ_{l>=1} (Γ ⊙ tril_strict(K K_l^T)) W_l,      W_l = beta[l] * v[l]
+   (chunk-local, no state dependence). It is computed here by ``_corrected_value`` (batched torch matmuls over
+   chunk tiles, differentiated by autograd); fla's ``chunk_gated_delta_rule_fwd_intra`` (kkt + solve_tril +
+   recompute_w_u) then gives w = A^-1 diag(beta gamma) K and u = A^-1 diag(beta) Δ' exactly as for GDN.
+2. the extra writes W_l on keys K_l enter the carried state and the output exactly like additional value rows
+   that are decayed but never erased (no w·h term). So the rest of the chunk is a GDN chunk over an *expanded*
+   sequence in which every token t becomes Lp = next_pow2(L) consecutive sub-rows
+       (t, 0): key K_t,   w_t,  u_t,      gate G_t          (step 0: the erase-corrected write, v_new = u - w h)
+       (t, l): key K_l,t, 0,    W_l,t,    gate G_t          (extra writes: v_new = W_l)
+       (t, Lp-1) also carries the query q_t (other sub-rows have q = 0; padding sub-rows are all zero)
+   With the token-major layout the causal mask of the expanded chunk is exactly "all sub-rows of tokens <= t",
+   and an expanded chunk of Lp*C rows is an original chunk. fla's ``chunk_gated_delta_rule_fwd_h`` (state
+   recurrence, v_new) and ``chunk_fwd_o`` (output) run unchanged on it with chunk size Lp*C; the backward uses
+   fla's ``chunk_bwd_dv_local`` / ``chunk_gated_delta_rule_bwd_dhu`` / ``chunk_bwd_dqkwg`` on the expanded
+   sequence and ``prepare_wy_repr_bwd`` on the WY part, then autograd of the chunk-local correction.
+
+Cost: the expanded kernels do Lp× the rows of a GDN kernel (the output kernel computes unused sub-rows); the
+correction is (L-1) C×C×(K+V) matmuls per chunk in torch. Correct first; fusing the correction and skipping the
+unused output rows are the next steps (see the module README in __init__).
+
+Gates: fla's kernels take chunk-local cumulative gates in log2 units (``chunk_local_cumsum(scale=RCP_LN2)``); the
+gate gradients they return are with respect to the natural-log cumulative gate, as in fla's GDN backward.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+EXPANDED_MAX = 64  # largest expanded chunk (Lp * C) picked by default: fla's kernels are tuned for 64
+
+
+def pick_chunk_size(chunk_size: int, steps: int) -> tuple[int, int]:
+    """(C, Lp): the WY chunk C in {16, 32, 64} and the sub-row count Lp = next_pow2(L) of the expanded sequence.
+    C = min(chunk_size, 64) rounded down to a power of two, halved while Lp * C > max(EXPANDED_MAX, 16 * Lp)."""
+    Lp = 1 << (steps - 1).bit_length()
+    C = 1 << (max(16, min(64, chunk_size)).bit_length() - 1)
+    while C > 16 and Lp * C > EXPANDED_MAX:
+        C //= 2
+    return C, Lp
+
+
+def _chunk_slots(B, T, C, cu_seqlens, device):
+    """Chunk-aligned layout of the B*T tokens: src [M, C] (token index of each chunk slot; B*T = padding) and
+    inv [B*T] (slot of each token). Chunks never straddle a sequence boundary."""
+    ar = torch.arange(C, device=device)
+    if cu_seqlens is None:
+        NT = math.ceil(T / C)
+        m = torch.arange(B * NT, device=device)
+        pos = (m % NT)[:, None] * C + ar
+        valid = pos < T
+        src = torch.where(valid, (m // NT)[:, None] * T + pos, B * T)
+    else:
+        from fla.ops.utils.index import prepare_chunk_indices
+        ci = prepare_chunk_indices(cu_seqlens, C).long()
+        cu = cu_seqlens.long()
+        bos, eos = cu[ci[:, 0]], cu[ci[:, 0] + 1]
+        pos = bos[:, None] + ci[:, 1:2] * C + ar
+        valid = pos < eos[:, None]
+        src = torch.where(valid, pos, B * T)
+    inv = torch.empty(B * T, dtype=torch.long, device=device)
+    flat_valid = valid.reshape(-1)
+    inv[src.reshape(-1)[flat_valid]] = torch.nonzero(flat_valid, as_tuple=True)[0]
+    return src, valid, inv
+
+
+def _gather(x, src):
+    """[B,T,...] -> [M, C, ...] by chunk slots (padding rows are zero)."""
+    xf = x.reshape(-1, *x.shape[2:])
+    xf = torch.cat([xf, xf.new_zeros(1, *xf.shape[1:])], 0)
+    return xf[src]
+
+
+def _corrected_value(k, v, beta, g, slots):
+    """Δ' = v[0] - Σ_{l>=1} (Γ ⊙ tril_strict(k[0] k[l]^T)) (beta[l] v[l]) per chunk, fp32, [B,T,H,V].
+    k [B,T,H,L,K], v [B,T,H,L,V], beta [B,T,H,L], g [B,T,H] raw log decay. Differentiable (torch)."""
+    src, valid, inv = slots
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    f = torch.float32
+    kc = _gather(k.to(f), src).permute(0, 2, 3, 1, 4)                       # [M,H,L,C,K]
+    wc = _gather((beta[..., 1:, None].to(f) * v[:, :, :, 1:].to(f)), src).permute(0, 2, 3, 1, 4)  # [M,H,L-1,C,V]
+    gc = _gather(g.to(f), src).cumsum(1).transpose(1, 2)                      # [M,H,C]
+    M, C = src.shape
+    idx = torch.arange(C, device=k.device)
+    mask = (idx[:, None] > idx[None, :]) & valid[:, None, :, None] & valid[:, None, None, :]   # [M,1,C,C]
+    gam = (gc[..., :, None] - gc[..., None, :]).masked_fill(~mask, float("-inf")).exp()         # [M,H,C,C]
+    p = kc[:, :, :1] @ kc[:, :, 1:].transpose(-1, -2)                          # [M,H,L-1,C,C]
+    corr = ((p * gam[:, :, None]) @ wc).sum(2)                                 # [M,H,C,V]
+    corr = corr.transpose(1, 2).reshape(M * C, H, V)[inv].view(B, T, H, V)
+    return v[:, :, :, 0].to(f) - corr
+
+
+def _expand(rows, Lp):
+    """Interleave per-token rows (list of [B,T,H,D], len <= Lp; missing trailing rows are zero) -> [B,T*Lp,H,D]."""
+    ref = next(r for r in rows if r is not None)
+    B, T, H, D = ref.shape
+    out = ref.new_zeros(B, T, Lp, H, D)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[:, :, i] = r
+    return out.view(B, T * Lp, H, D)
+
+
+class _Ctx:
+    """Everything the forward and the backward recompute from the inputs (cheap, state-free)."""
+
+    def __init__(self, q, k, v, beta, g, cu_seqlens, C, Lp, Ai=None):
+        from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
+        from fla.ops.gated_delta_rule.wy_fast import recompute_w_u_fwd
+        from fla.ops.utils import chunk_local_cumsum
+        from fla.ops.utils.constant import RCP_LN2
+        from fla.ops.utils.index import prepare_chunk_indices
+
+        B, T, H, L, K = k.shape
+        self.shape = (B, T, H, L, K, v.shape[-1])
+        self.C, self.Lp = C, Lp
+        self.cu = cu_seqlens
+        self.ci = prepare_chunk_indices(cu_seqlens, C) if cu_seqlens is not None else None
+        self.cu_x = cu_seqlens * Lp if cu_seqlens is not None else None
+        self.ci_x = self.ci  # the expanded chunks are the original chunks
+        self.slots = _chunk_slots(B, T, C, cu_seqlens, k.device)
+        self.gc = chunk_local_cumsum(g.float().contiguous(), chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens,
+                                     chunk_indices=self.ci)                  # [B,T,H] fp32, log2 units
+        self.k0 = k[:, :, :, 0].contiguous()
+        self.b0 = beta[:, :, :, 0].contiguous()
+        if L > 1:
+            with torch.no_grad():
+                self.dv = _corrected_value(k, v, beta, g, self.slots).to(v.dtype).contiguous()
+        else:
+            self.dv = v[:, :, :, 0].contiguous()
+        if Ai is None:
+            self.w, self.u, self.Ai = chunk_gated_delta_rule_fwd_intra(
+                k=self.k0, v=self.dv, g=self.gc, beta=self.b0, cu_seqlens=cu_seqlens, chunk_size=C,
+                chunk_indices=self.ci)
+        else:
+            self.Ai = Ai
+            self.w, self.u = recompute_w_u_fwd(k=self.k0, v=self.dv, beta=self.b0, A=Ai, g=self.gc,
+                                               cu_seqlens=cu_seqlens, chunk_indices=self.ci)
+        # expanded sequence
+        self.W = [(beta[:, :, :, l, None] * v[:, :, :, l]).to(v.dtype) for l in range(1, L)]
+        self.k_x = _expand([k[:, :, :, l] for l in range(L)], Lp)
+        self.w_x = _expand([self.w], Lp) if Lp > 1 else self.w
+        self.u_x = _expand([self.u] + self.W, Lp) if Lp > 1 else self.u
+        self.q_x = _expand([None] * (Lp - 1) + [q], Lp) if Lp > 1 else q.contiguous()
+        self.g_x = self.gc.repeat_interleave(Lp, 1).contiguous() if Lp > 1 else self.gc
+
+    def state(self, h0, output_final_state):
+        from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
+        return chunk_gated_delta_rule_fwd_h(
+            k=self.k_x, w=self.w_x, u=self.u_x, g=self.g_x, initial_state=h0, output_final_state=output_final_state,
+            chunk_size=self.Lp * self.C, cu_seqlens=self.cu_x, chunk_indices=self.ci_x)
+
+
+def prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp):
+    from fla.ops.common.chunk_o import chunk_fwd_o
+    B, T, H, L, K = k.shape
+    c = _Ctx(q, k, v, beta, g, cu_seqlens, C, Lp)
+    h, v_new, ht = c.state(h0, output_final_state)
+    o_x = chunk_fwd_o(q=c.q_x, k=c.k_x, v=v_new, h=h, g=c.g_x, scale=scale, cu_seqlens=c.cu_x,
+                      chunk_size=Lp * C, chunk_indices=c.ci_x)
+    o = o_x.view(B, T, Lp, H, -1)[:, :, Lp - 1] if Lp > 1 else o_x
+    return o, ht, c.Ai
+
+
+def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
+    from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_bwd_dhu
+    from fla.ops.common.chunk_o import chunk_bwd_dqkwg, chunk_bwd_dv_local
+    from fla.ops.gated_delta_rule.wy_fast import prepare_wy_repr_bwd
+    from fla.ops.utils import chunk_local_cumsum
+
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    f = torch.float32
+    c = _Ctx(q, k, v, beta, g, cu_seqlens, C, Lp, Ai=Ai)
+    h, v_new, _ = c.state(h0, False)
+    BTx = Lp * C
+    do_x = _expand([None] * (Lp - 1) + [do.to(q.dtype)], Lp) if Lp > 1 else do.to(q.dtype).contiguous()
+    dv_x = chunk_bwd_dv_local(q=c.q_x, k=c.k_x, do=do_x, g=c.g_x, scale=scale, cu_seqlens=c.cu_x,
+                              chunk_size=BTx, chunk_indices=c.ci_x)
+    dh, dh0, dv_x = chunk_gated_delta_rule_bwd_dhu(
+        q=c.q_x, k=c.k_x, w=c.w_x, do=do_x, dv=dv_x, g=c.g_x, h0=h0, dht=dht, scale=scale, cu_seqlens=c.cu_x,
+        chunk_size=BTx, chunk_indices=c.ci_x)
+    dq_x, dk_x, dw_x, dg_x = chunk_bwd_dqkwg(
+        q=c.q_x, k=c.k_x, v=v_new, do=do_x, h=h, dh=dh, w=c.w_x, g=c.g_x, dv=dv_x, scale=scale,
+        cu_seqlens=c.cu_x, chunk_size=BTx, chunk_indices=c.ci_x)
+    dq = dq_x.view(B, T, Lp, H, K)[:, :, Lp - 1].float()
+    dk = dk_x.view(B, T, Lp, H, K)[:, :, :L].transpose(2, 3).float()           # [B,T,H,L,K]
+    dw = dw_x.view(B, T, Lp, H, K)[:, :, 0].contiguous()
+    dvx = dv_x.view(B, T, Lp, H, V)
+    du = dvx[:, :, 0].contiguous()
+    dgc = dg_x.view(B, T, Lp, H).float().sum(2)
+
+    dk0, ddv, db0, dgc2 = prepare_wy_repr_bwd(k=c.k0, v=c.dv, beta=c.b0, A=c.Ai, dw=dw, du=du, g=c.gc,
+                                              cu_seqlens=cu_seqlens, chunk_indices=c.ci)
+    dk[:, :, :, 0] += dk0.float()
+    dgc = dgc + dgc2.float()
+    dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
+                            chunk_indices=c.ci).float()
+    dv_ = torch.zeros(B, T, H, L, V, dtype=f, device=v.device)
+    dbeta = torch.zeros(B, T, H, L, dtype=f, device=v.device)
+    dv_[:, :, :, 0] = ddv.float()
+    dbeta[:, :, :, 0] = db0.float()
+    if L > 1:
+        dW = dvx[:, :, 1:L].transpose(2, 3).float()                            # [B,T,H,L-1,V]
+        dbeta[:, :, :, 1:] += (dW * v[:, :, :, 1:].float()).sum(-1)
+        dv_[:, :, :, 1:] += dW * beta[:, :, :, 1:, None].float()
+        with torch.enable_grad():
+            kk, vv, bb, gg = (x.detach().float().requires_grad_() for x in (k, v[:, :, :, 1:], beta, g))
+            vfull = torch.cat([torch.zeros_like(vv[:, :, :, :1]), vv], 3)
+            corr = _corrected_value(kk, vfull, bb, gg, c.slots)               # = -correction (v[0] slot zero)
+            gk, gv, gb, ggr = torch.autograd.grad(corr, (kk, vv, bb, gg), ddv.float())
+        dk += gk
+        dv_[:, :, :, 1:] += gv
+        dbeta += gb
+        dg = dg + ggr
+    return dq, dk, dv_, dbeta, dg, dh0
+
+
+class PrismChunkFunction(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, q, k, v, beta, g, h0, scale, output_final_state, cu_seqlens, C, Lp):
+        o, ht, Ai = prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
+        ctx.save_for_backward(q, k, v, beta, g, h0, cu_seqlens, Ai)
+        ctx.scale, ctx.C, ctx.Lp = scale, C, Lp
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, beta, g, h0, cu_seqlens, Ai = ctx.saved_tensors
+        dq, dk, dv, db, dg, dh0 = prism_bwd(q, k, v, beta, g, ctx.scale, h0, cu_seqlens, ctx.C, ctx.Lp, Ai,
+                                            do.contiguous(), dht.contiguous() if dht is not None else None)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), db.to(beta.dtype), dg.to(g.dtype),
+                dh0 if h0 is not None else None, None, None, None, None, None)
+
+
+@torch.compiler.disable
+def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None, output_final_state=False,
+                            cu_seqlens=None, chunk_size=64):
+    """PRISM delta rule on fla's Triton kernels; arguments and results as ``kernels.prism.prism_delta_rule``.
+    bf16/fp16/fp32 inputs (fp32 accumulation in every kernel); the final state is fp32. ``chunk_size`` is an
+    upper bound: the WY chunk is C in {16, 32, 64} with Lp * C <= 64 where possible (see ``pick_chunk_size``)."""
+    import os
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise NotImplementedError("prism_delta_rule(backend='triton'): the Triton kernels need CUDA tensors (or "
+                                  "Triton's interpreter: TRITON_INTERPRET=1 and kernels.fla_interpret's patches); "
+                                  "use backend='chunk' on the CPU")
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    if K > 256 or V > 256:
+        raise ValueError(f"prism_delta_rule(backend='triton'): head dims up to 256, got K = {K}, V = {V}")
+    out_dtype = v.dtype
+    dt = q.dtype if q.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
+    scale = K ** -0.5 if scale is None else float(scale)
+    C, Lp = pick_chunk_size(chunk_size, L)
+    q, k, v, beta = (x.to(dt).contiguous() for x in (q, k, v, beta))
+    g = g.float().contiguous()
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    if cu_seqlens is not None:
+        cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.long).contiguous()
+    if T == 0:
+        N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+        ht = h0 if h0 is not None else q.new_zeros(N, H, K, V, dtype=torch.float32)
+        return v.new_zeros(B, 0, H, V), (ht if output_final_state else None)
+    o, ht = PrismChunkFunction.apply(q, k, v, beta, g, h0, scale, output_final_state, cu_seqlens, C, Lp)
+    return o.to(out_dtype), (ht if output_final_state else None)

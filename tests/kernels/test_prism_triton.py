@@ -1,0 +1,96 @@
+"""The Triton PRISM op (kernels/prism/triton: fla's GDN kernels on an expanded sequence + the chunk-local
+correction) under Triton's interpreter on the CPU, against the token-by-token reference in fp64: output, final
+state and the gradients of q, k, v, beta, g and the initial state. fp32, tiny shapes (the interpreter is slow).
+Runs in a subprocess: TRITON_INTERPRET=1 and kernels.fla_interpret's patches must precede triton/fla imports."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r'''
+import json, sys, time
+import kernels.fla_interpret as fi
+fi.patch_triton_interpreter()
+import torch
+import torch.nn.functional as F
+from kernels.prism import prism_delta_rule
+torch.set_num_threads(1)
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()
+
+def make(B, T, H, L, K, V, N, seed):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    q = r(B, T, H, K)
+    k = F.normalize(r(B, T, H, L, K), dim=-1)
+    v = r(B, T, H, L, V)
+    beta = torch.sigmoid(r(B, T, H, L))
+    g = F.logsigmoid(r(B, T, H) + 2.5)
+    return [q, k, v, beta, g, r(N, H, K, V)]
+
+def fwd_bwd(backend, xs, use_h0, **kw):
+    xs = [x.clone().requires_grad_() for x in xs]
+    q, k, v, beta, g, h0 = xs
+    o, h = prism_delta_rule(q, k, v, beta, g, initial_state=h0 if use_h0 else None, output_final_state=True,
+                            backend=backend, **kw)
+    gen = torch.Generator().manual_seed(1)
+    loss = (o * torch.randn(o.shape, generator=gen).to(o.dtype)).sum() \
+        + (h * torch.randn(h.shape, generator=gen).to(h.dtype)).sum()
+    return [o, h, *torch.autograd.grad(loss, xs if use_h0 else xs[:5])]
+
+NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens)
+    "L1_T37_C16_h0": (1, 37, 1, 16, True, None),
+    "L2_T37_C16_h0": (2, 37, 2, 16, True, None),
+    "L2_T77_C64": (1, 77, 2, 64, False, None),
+    "L3_T37_C16_h0": (1, 37, 3, 16, True, None),
+    "L2_varlen_C16_h0": (1, 45, 2, 16, True, [0, 13, 13, 45]),
+}
+out = {}
+for seed, (name, (B, T, L, C, use_h0, cu)) in enumerate(CASES.items()):
+    t0 = time.time()
+    N = B if cu is None else len(cu) - 1
+    kw = {} if cu is None else dict(cu_seqlens=torch.tensor(cu))
+    xs = make(B, T, 2, L, 16, 16, N, seed)
+    got = fwd_bwd("triton", xs, use_h0, chunk_size=C, **kw)
+    ref = fwd_bwd("naive", [x.double() for x in xs], use_h0, **kw)
+    out[name] = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
+    out[name]["seconds"] = time.time() - t0
+print(json.dumps(out))
+'''
+
+CASES = ["L1_T37_C16_h0", "L2_T37_C16_h0", "L2_T77_C64", "L3_T37_C16_h0", "L2_varlen_C16_h0"]
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_triton_prism_under_interpreter_matches_naive(interpreted, case):
+    errs = {k: v for k, v in interpreted[case].items() if k != "seconds"}
+    assert len(errs) >= 7, errs
+    assert max(errs.values()) < 1e-4, errs
+
+
+def test_triton_backend_refuses_cpu_tensors_without_interpreter():
+    import torch
+    from kernels.prism import prism_delta_rule
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("this process runs under the interpreter")
+    q = torch.randn(1, 4, 1, 8)
+    k = torch.randn(1, 4, 1, 2, 8)
+    v = torch.randn(1, 4, 1, 2, 8)
+    with pytest.raises(NotImplementedError, match="Triton"):
+        prism_delta_rule(q, k, v, torch.rand(1, 4, 1, 2), -torch.rand(1, 4, 1), backend="triton")

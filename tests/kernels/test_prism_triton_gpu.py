@@ -1,0 +1,91 @@
+"""The Triton PRISM op on a GPU at realistic shapes against the chunked torch op in fp64 (same, already rounded,
+inputs): output, final state and every gradient, bf16 (<= 5e-3 relative RMS) and fp32 (<= 1e-4), with and
+without an initial state, and with packed sequences (cu_seqlens). Skipped without CUDA.
+
+fp32 needs full-precision dots: Triton uses TF32 for fp32 tl.dot by default, so this module sets
+TRITON_F32_DEFAULT=ieee before anything compiles. Run the file in its own process:
+
+    TRITON_F32_DEFAULT=ieee .venv/bin/python -m pytest -q tests/kernels/test_prism_triton_gpu.py
+"""
+import os
+
+os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from kernels.prism import prism_delta_rule  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+TOL = {torch.bfloat16: 5e-3, torch.float32: 1e-4}
+NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()
+
+
+def make(B, T, H, L, K, V, N, dtype, seed=0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, device="cuda")  # noqa: E731
+    q = F.normalize(r(B, T, H, K), dim=-1)
+    k = F.normalize(r(B, T, H, L, K), dim=-1)
+    v = r(B, T, H, L, V)
+    beta = torch.sigmoid(r(B, T, H, L))
+    g = F.logsigmoid(r(B, T, H) + 3.0)
+    h0 = r(N, H, K, V)
+    return [x.to(dtype) for x in (q, k, v, beta)] + [g, h0]
+
+
+def fwd_bwd(backend, xs, use_h0, **kw):
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    q, k, v, beta, g, h0 = xs
+    o, h = prism_delta_rule(q, k, v, beta, g, initial_state=h0 if use_h0 else None, output_final_state=True,
+                            backend=backend, **kw)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    wo = torch.randn(o.shape, generator=gen, device="cuda")
+    wh = torch.randn(h.shape, generator=gen, device="cuda")
+    loss = (o.double() * wo.double()).sum() + (h.double() * wh.double()).sum()
+    return [o, h, *torch.autograd.grad(loss, xs if use_h0 else xs[:5])]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("T,use_h0", [(1000, False), (2048, True)])
+def test_triton_matches_chunk_op(dtype, T, use_h0):
+    B, H, L, K, V = 2, 6, 2, 128, 128
+    xs = make(B, T, H, L, K, V, B, dtype, seed=T)
+    got = fwd_bwd("triton", xs, use_h0)
+    ref = fwd_bwd("chunk", [x.double() for x in xs], use_h0)
+    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
+    assert got[0].dtype == dtype and got[1].dtype == torch.float32
+    assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_triton_matches_chunk_op_packed(dtype, L):
+    lens = [300, 1, 64, 700, 983]
+    cu = torch.tensor([0] + lens, device="cuda").cumsum(0)
+    T, H, K, V = int(cu[-1]), 6, 128, 128
+    xs = make(1, T, H, L, K, V, len(lens), dtype, seed=L)
+    got = fwd_bwd("triton", xs, True, cu_seqlens=cu)
+    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
+    assert max(errs.values()) <= TOL[dtype], errs
+
+
+def test_auto_picks_triton_on_cuda():
+    xs = make(1, 100, 2, 2, 64, 64, 1, torch.bfloat16)
+    o_auto, _ = prism_delta_rule(*xs[:5], backend="auto")
+    o_tri, _ = prism_delta_rule(*xs[:5], backend="triton")
+    assert torch.equal(o_auto, o_tri)
