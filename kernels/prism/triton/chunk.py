@@ -32,6 +32,8 @@ import math
 
 import torch
 
+from .correction import corrected_value_bwd, corrected_value_fwd
+
 EXPANDED_MAX = 64  # largest expanded chunk (Lp * C) picked by default: fla's kernels are tuned for 64
 
 
@@ -124,14 +126,12 @@ class _Ctx:
         self.ci = prepare_chunk_indices(cu_seqlens, C) if cu_seqlens is not None else None
         self.cu_x = cu_seqlens * Lp if cu_seqlens is not None else None
         self.ci_x = self.ci  # the expanded chunks are the original chunks
-        self.slots = _chunk_slots(B, T, C, cu_seqlens, k.device)
         self.gc = chunk_local_cumsum(g.float().contiguous(), chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens,
                                      chunk_indices=self.ci)                  # [B,T,H] fp32, log2 units
         self.k0 = k[:, :, :, 0].contiguous()
         self.b0 = beta[:, :, :, 0].contiguous()
         if L > 1:
-            with torch.no_grad():
-                self.dv = _corrected_value(k, v, beta, g, self.slots).to(v.dtype).contiguous()
+            self.dv = corrected_value_fwd(k, v, beta, self.gc, C, cu_seqlens, self.ci)
         else:
             self.dv = v[:, :, :, 0].contiguous()
         if Ai is None:
@@ -164,7 +164,7 @@ def prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp
     h, v_new, ht = c.state(h0, output_final_state)
     o_x = chunk_fwd_o(q=c.q_x, k=c.k_x, v=v_new, h=h, g=c.g_x, scale=scale, cu_seqlens=c.cu_x,
                       chunk_size=Lp * C, chunk_indices=c.ci_x)
-    o = o_x.view(B, T, Lp, H, -1)[:, :, Lp - 1] if Lp > 1 else o_x
+    o = o_x.view(B, T, Lp, H, -1)[:, :, Lp - 1].contiguous() if Lp > 1 else o_x
     return o, ht, c.Ai
 
 
@@ -200,47 +200,83 @@ def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
                                               cu_seqlens=cu_seqlens, chunk_indices=c.ci)
     dk[:, :, :, 0] += dk0.float()
     dgc = dgc + dgc2.float()
-    dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
-                            chunk_indices=c.ci).float()
-    dv_ = torch.zeros(B, T, H, L, V, dtype=f, device=v.device)
-    dbeta = torch.zeros(B, T, H, L, dtype=f, device=v.device)
-    dv_[:, :, :, 0] = ddv.float()
-    dbeta[:, :, :, 0] = db0.float()
     if L > 1:
+        dk_c, dv_, dbeta, dgc_c = corrected_value_bwd(k, v, beta, c.gc, ddv, C, cu_seqlens, c.ci)
+        dk += dk_c
+        dgc = dgc + dgc_c
         dW = dvx[:, :, 1:L].transpose(2, 3).float()                            # [B,T,H,L-1,V]
         dbeta[:, :, :, 1:] += (dW * v[:, :, :, 1:].float()).sum(-1)
         dv_[:, :, :, 1:] += dW * beta[:, :, :, 1:, None].float()
-        with torch.enable_grad():
-            kk, vv, bb, gg = (x.detach().float().requires_grad_() for x in (k, v[:, :, :, 1:], beta, g))
-            vfull = torch.cat([torch.zeros_like(vv[:, :, :, :1]), vv], 3)
-            corr = _corrected_value(kk, vfull, bb, gg, c.slots)               # = -correction (v[0] slot zero)
-            gk, gv, gb, ggr = torch.autograd.grad(corr, (kk, vv, bb, gg), ddv.float())
-        dk += gk
-        dv_[:, :, :, 1:] += gv
-        dbeta += gb
-        dg = dg + ggr
+    else:
+        dv_ = torch.zeros(B, T, H, L, V, dtype=f, device=v.device)
+        dbeta = torch.zeros(B, T, H, L, dtype=f, device=v.device)
+    dv_[:, :, :, 0] += ddv.float()
+    dbeta[:, :, :, 0] += db0.float()
+    dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
+                            chunk_indices=c.ci).float()
     return dq, dk, dv_, dbeta, dg, dh0
 
 
-class PrismChunkFunction(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, q, k, v, beta, g, h0, scale, output_final_state, cu_seqlens, C, Lp):
-        o, ht, Ai = prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
-        ctx.save_for_backward(q, k, v, beta, g, h0, cu_seqlens, Ai)
-        ctx.scale, ctx.C, ctx.Lp = scale, C, Lp
-        return o, ht
-
-    @staticmethod
-    def backward(ctx, do, dht):
-        q, k, v, beta, g, h0, cu_seqlens, Ai = ctx.saved_tensors
-        dq, dk, dv, db, dg, dh0 = prism_bwd(q, k, v, beta, g, ctx.scale, h0, cu_seqlens, ctx.C, ctx.Lp, Ai,
-                                            do.contiguous(), dht.contiguous() if dht is not None else None)
-        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), db.to(beta.dtype), dg.to(g.dtype),
-                dh0 if h0 is not None else None, None, None, None, None, None)
+# One op for autograd and torch.compile: forward and backward are torch.library custom ops (opaque to the
+# compiler, with fake implementations for tracing), tied together by register_autograd.
+_EMPTY = (0,)
 
 
-@torch.compiler.disable
+@torch.library.custom_op("prism_triton::chunk_fwd", mutates_args=())
+def _chunk_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
+                  h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, scale: float, output_final_state: bool,
+                  C: int, Lp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    o, ht, Ai = prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
+    if ht is None:
+        ht = q.new_empty(_EMPTY, dtype=torch.float32)
+    return o, ht, Ai
+
+
+@_chunk_fwd_op.register_fake
+def _(q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp):
+    B, T, H, L, K = k.shape
+    N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
+    ht = q.new_empty((N, H, K, v.shape[-1]) if output_final_state else _EMPTY, dtype=torch.float32)
+    return v.new_empty(B, T, H, v.shape[-1]), ht, k.new_empty(B, T, H, C)
+
+
+@torch.library.custom_op("prism_triton::chunk_bwd", mutates_args=())
+def _chunk_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
+                  h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, Ai: torch.Tensor, do: torch.Tensor,
+                  dht: torch.Tensor | None, scale: float, C: int, Lp: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    dq, dk, dv, db, dg, dh0 = prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do.contiguous(),
+                                        dht.contiguous() if dht is not None else None)
+    if dh0 is None:
+        dh0 = q.new_empty(_EMPTY, dtype=torch.float32)
+    return tuple(x.to(y.dtype).contiguous() for x, y in ((dq, q), (dk, k), (dv, v), (db, beta), (dg, g))) + (dh0,)
+
+
+@_chunk_bwd_op.register_fake
+def _(q, k, v, beta, g, h0, cu_seqlens, Ai, do, dht, scale, C, Lp):
+    dh0 = torch.empty_like(h0, dtype=torch.float32) if h0 is not None else q.new_empty(_EMPTY, dtype=torch.float32)
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(beta),
+            torch.empty_like(g), dh0)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp = inputs
+    ctx.save_for_backward(q, k, v, beta, g, h0, cu_seqlens, output[2])
+    ctx.scale, ctx.C, ctx.Lp, ctx.has_ht = scale, C, Lp, output_final_state
+
+
+def _backward(ctx, do, dht, dAi):
+    q, k, v, beta, g, h0, cu_seqlens, Ai = ctx.saved_tensors
+    if not ctx.has_ht:
+        dht = None
+    dq, dk, dv, db, dg, dh0 = _chunk_bwd_op(q, k, v, beta, g, h0, cu_seqlens, Ai, do, dht, ctx.scale, ctx.C,
+                                            ctx.Lp)
+    return dq, dk, dv, db, dg, (dh0 if h0 is not None else None), None, None, None, None, None
+
+
+torch.library.register_autograd("prism_triton::chunk_fwd", _backward, setup_context=_setup_context)
+
+
 def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None, output_final_state=False,
                             cu_seqlens=None, chunk_size=64):
     """PRISM delta rule on fla's Triton kernels; arguments and results as ``kernels.prism.prism_delta_rule``.
@@ -268,5 +304,5 @@ def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None,
         N = B if cu_seqlens is None else cu_seqlens.numel() - 1
         ht = h0 if h0 is not None else q.new_zeros(N, H, K, V, dtype=torch.float32)
         return v.new_zeros(B, 0, H, V), (ht if output_final_state else None)
-    o, ht = PrismChunkFunction.apply(q, k, v, beta, g, h0, scale, output_final_state, cu_seqlens, C, Lp)
+    o, ht, _ = _chunk_fwd_op(q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp)
     return o.to(out_dtype), (ht if output_final_state else None)

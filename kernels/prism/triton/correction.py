@@ -1,0 +1,184 @@
+"""Triton kernels for PRISM's chunk-local corrected value (PRISM.md §2), forward and backward.
+
+Per chunk of BT tokens and head, with K0 = k[:, :, :, 0] rows, K_l = k[:, :, :, l], W_l = beta[l] * v[l] (l >= 1),
+Γ_ij = exp(G_i - G_j) (G the chunk-local cumulative log decay) and M the strictly lower mask:
+
+    Δ' = v[0] - Σ_{l>=1} S_l W_l,          S_l = M ⊙ Γ ⊙ (K0 K_l^T)
+
+Backward, given D = dL/dΔ' (E_l = -M ⊙ Γ ⊙ (D W_l^T) is dL/d(K0 K_l^T)):
+
+    dW_l = -S_l^T D   (-> dv[l] = beta[l] dW_l, dbeta[l] = rowsum(dW_l ⊙ v[l]))
+    dK_l = E_l^T K0,  dK0 += E_l K_l,  dG_i += Σ_j F_ij - Σ_j F_ji with F = E_l ⊙ (K0 K_l^T) (the gradient with
+    respect to the natural-log cumulative gate; fla's reverse chunk cumsum turns it into dg).
+
+Layouts: k [B,T,H,L,K], v [B,T,H,L,V], beta [B,T,H,L], g [B,T,H] chunk-local cumulative gate in log2 units (fla's
+chunk_local_cumsum(scale=RCP_LN2)), all contiguous; varlen through fla's cu_seqlens / chunk_indices. Dots in fp32.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+NUM_WARPS = [2, 4, 8]
+
+
+@triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
+@triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w in NUM_WARPS for s in [2, 3]],
+    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+)
+@triton.jit(do_not_specialize=['T'])
+def prism_corr_fwd_kernel(k, v, beta, g, out, cu_seqlens, chunk_indices, T, H: tl.constexpr, L: tl.constexpr,
+                          K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                          IS_VARLEN: tl.constexpr):
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int32)
+        bos, eos = tl.load(cu_seqlens + i_n).to(tl.int64), tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        T = (eos - bos).to(tl.int32)
+    else:
+        bos = (i_b * T).to(tl.int64)
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    r_t = bos + o_t.to(tl.int64)                                     # global token rows
+    b_g = tl.load(g + r_t * H + i_h, mask=m_t, other=0.).to(tl.float32)
+    m_A = (o_t[:, None] > o_t[None, :]) & m_t[:, None] & m_t[None, :]
+    b_gam = tl.where(m_A, tl.exp2(b_g[:, None] - b_g[None, :]), 0.)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    m_tv = m_t[:, None] & m_v[None, :]
+    p_k = k + (r_t[:, None] * H + i_h) * (L * K)
+    p_v = v + (r_t[:, None] * H + i_h) * (L * V) + o_v[None, :]
+    p_b = beta + (r_t * H + i_h) * L
+    b_acc = tl.zeros([BT, BV], dtype=tl.float32)
+    for l in range(1, L):
+        b_P = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))
+        b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
+        b_w = tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
+        b_acc += tl.dot(b_P * b_gam, b_w)
+    b_v0 = tl.load(p_v, mask=m_tv, other=0.).to(tl.float32)
+    p_o = out + (r_t[:, None] * H + i_h) * V + o_v[None, :]
+    tl.store(p_o, (b_v0 - b_acc).to(p_o.dtype.element_ty), mask=m_tv)
+
+
+@triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
+@triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w in NUM_WARPS for s in [2, 3]],
+    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+)
+@triton.jit(do_not_specialize=['T'])
+def prism_corr_bwd_kernel(k, v, beta, g, dd, dk, dk0p, dv, dbeta, dgc, cu_seqlens, chunk_indices, T,
+                          H: tl.constexpr, L: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                          BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int32)
+        bos, eos = tl.load(cu_seqlens + i_n).to(tl.int64), tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        T = (eos - bos).to(tl.int32)
+    else:
+        bos = (i_b * T).to(tl.int64)
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    r_t = bos + o_t.to(tl.int64)
+    b_g = tl.load(g + r_t * H + i_h, mask=m_t, other=0.).to(tl.float32)
+    m_A = (o_t[:, None] > o_t[None, :]) & m_t[:, None] & m_t[None, :]
+    b_gam = tl.where(m_A, tl.exp2(b_g[:, None] - b_g[None, :]), 0.)
+    p_k = k + (r_t[:, None] * H + i_h) * (L * K)
+    p_v = v + (r_t[:, None] * H + i_h) * (L * V)
+    p_b = beta + (r_t * H + i_h) * L
+    p_dd = dd + (r_t[:, None] * H + i_h) * V
+    p_dk = dk + (r_t[:, None] * H + i_h) * (L * K)
+    p_dk0 = dk0p + (r_t[:, None] * H + i_h) * ((L - 1) * K)
+    p_dv = dv + (r_t[:, None] * H + i_h) * (L * V)
+    p_db = dbeta + (r_t * H + i_h) * L
+    b_dg = tl.zeros([BT], dtype=tl.float32)
+    for l in range(1, L):
+        b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
+        b_P = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))
+        b_dS = tl.zeros([BT, BT], dtype=tl.float32)                 # D W_l^T
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_tv = m_t[:, None] & (o_v < V)[None, :]
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
+            b_dS += tl.dot(b_d, tl.trans(b_w))
+        b_S = b_P * b_gam
+        b_E = -b_dS * b_gam                                           # dL/d(K0 K_l^T)
+        b_F = b_E * b_P
+        b_dg += tl.sum(b_F, axis=1) - tl.sum(b_F, axis=0)
+        b_db = tl.zeros([BT], dtype=tl.float32)
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_tv = m_t[:, None] & (o_v < V)[None, :]
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_vl = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_dw = -tl.dot(tl.trans(b_S), b_d)
+            b_db += tl.sum(b_dw * b_vl, axis=1)
+            tl.store(p_dv + l * V + o_v[None, :], (b_dw * b_bl[:, None]).to(dv.dtype.element_ty), mask=m_tv)
+        tl.store(p_db + l, b_db.to(dbeta.dtype.element_ty), mask=m_t)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            tl.store(p_dk + l * K + o_k[None, :], tl.dot(tl.trans(b_E), b_k0).to(dk.dtype.element_ty), mask=m_tk)
+            tl.store(p_dk0 + (l - 1) * K + o_k[None, :], tl.dot(b_E, b_kl).to(dk0p.dtype.element_ty), mask=m_tk)
+    tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
+
+
+def _blocks(K, V):
+    BK = min(64, max(16, triton.next_power_of_2(K)))
+    BV = min(64, max(16, triton.next_power_of_2(V)))
+    return BK, BV
+
+
+def corrected_value_fwd(k, v, beta, gc, chunk_size, cu_seqlens=None, chunk_indices=None, out_dtype=None):
+    """Δ' [B,T,H,V] (out_dtype, default v's dtype). gc: fla's chunk-local cumulative gate in log2 units."""
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    BT = chunk_size
+    BK, BV = _blocks(K, V)
+    NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
+    out = torch.empty(B, T, H, V, dtype=out_dtype or v.dtype, device=v.device)
+    prism_corr_fwd_kernel[(triton.cdiv(V, BV), NT, B * H)](
+        k, v, beta, gc, out, cu_seqlens, chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT, BK=BK, BV=BV)
+    return out
+
+
+def corrected_value_bwd(k, v, beta, gc, dd, chunk_size, cu_seqlens=None, chunk_indices=None):
+    """Gradients of Δ' given dd = dL/dΔ': dk [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] (fp32; step 0's
+    slots hold only what flows through K0 (dk) and nothing for v[0]/beta[0]: add dd to dv[0] yourself) and dgc
+    [B,T,H] (fp32, with respect to the natural-log chunk-local cumulative gate)."""
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    BT = chunk_size
+    BK, BV = _blocks(K, V)
+    NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
+    f = torch.float32
+    dk = torch.zeros(B, T, H, L, K, dtype=f, device=k.device)
+    dk0p = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
+    dv = torch.zeros(B, T, H, L, V, dtype=f, device=k.device)
+    dbeta = torch.zeros(B, T, H, L, dtype=f, device=k.device)
+    dgc = torch.empty(B, T, H, dtype=f, device=k.device)
+    prism_corr_bwd_kernel[(NT, B * H)](
+        k, v, beta, gc, dd, dk, dk0p, dv, dbeta, dgc, cu_seqlens, chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT,
+        BK=BK, BV=BV)
+    dk[:, :, :, 0] = dk0p.sum(3)
+    return dk, dv, dbeta, dgc
