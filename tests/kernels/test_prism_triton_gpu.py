@@ -89,3 +89,15 @@ def test_auto_picks_triton_on_cuda():
     o_auto, _ = prism_delta_rule(*xs[:5], backend="auto")
     o_tri, _ = prism_delta_rule(*xs[:5], backend="triton")
     assert torch.equal(o_auto, o_tri)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_triton_expanded_chunk_128(dtype, monkeypatch):
+    """C = 64 with 128-row expanded chunks (GDN's serial step count for L = 2): fla's kernels at BT = 128."""
+    monkeypatch.setenv("PRISM_TRITON_EXPANDED_MAX", "128")
+    B, T, H, L, K, V = 2, 2048, 6, 2, 128, 128
+    xs = make(B, T, H, L, K, V, B, dtype, seed=5)
+    got = fwd_bwd("triton", xs, True)
+    ref = fwd_bwd("chunk", [x.double() for x in xs], True)
+    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
+    assert max(errs.values()) <= TOL[dtype], errs

@@ -34,15 +34,23 @@ import torch
 
 from .correction import corrected_value_bwd, corrected_value_fwd
 
-EXPANDED_MAX = 64  # largest expanded chunk (Lp * C) picked by default: fla's kernels are tuned for 64
+import os
+
+# Largest expanded chunk Lp * C picked by default. 64 keeps every fla kernel at the tile shapes fla tunes (GDN's
+# chunk 64) but halves C for L = 2, so the serial state kernel takes Lp× GDN's steps; 128 keeps C = 64 (GDN's
+# serial step count) with 128-row tiles. Override with PRISM_TRITON_EXPANDED_MAX=128 (read at every call).
+EXPANDED_MAX = 64
 
 
-def pick_chunk_size(chunk_size: int, steps: int) -> tuple[int, int]:
+def pick_chunk_size(chunk_size: int, steps: int, expanded_max: int | None = None) -> tuple[int, int]:
     """(C, Lp): the WY chunk C in {16, 32, 64} and the sub-row count Lp = next_pow2(L) of the expanded sequence.
-    C = min(chunk_size, 64) rounded down to a power of two, halved while Lp * C > max(EXPANDED_MAX, 16 * Lp)."""
+    C = min(chunk_size, 64) rounded down to a power of two, halved (not below 16) while Lp * C > expanded_max
+    (default: $PRISM_TRITON_EXPANDED_MAX or EXPANDED_MAX)."""
+    if expanded_max is None:
+        expanded_max = int(os.environ.get("PRISM_TRITON_EXPANDED_MAX", EXPANDED_MAX))
     Lp = 1 << (steps - 1).bit_length()
     C = 1 << (max(16, min(64, chunk_size)).bit_length() - 1)
-    while C > 16 and Lp * C > EXPANDED_MAX:
+    while C > 16 and Lp * C > expanded_max:
         C //= 2
     return C, Lp
 
@@ -282,7 +290,6 @@ def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None,
     """PRISM delta rule on fla's Triton kernels; arguments and results as ``kernels.prism.prism_delta_rule``.
     bf16/fp16/fp32 inputs (fp32 accumulation in every kernel); the final state is fp32. ``chunk_size`` is an
     upper bound: the WY chunk is C in {16, 32, 64} with Lp * C <= 64 where possible (see ``pick_chunk_size``)."""
-    import os
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise NotImplementedError("prism_delta_rule(backend='triton'): the Triton kernels need CUDA tensors (or "
                                   "Triton's interpreter: TRITON_INTERPRET=1 and kernels.fla_interpret's patches); "
