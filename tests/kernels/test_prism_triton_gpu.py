@@ -101,3 +101,22 @@ def test_triton_expanded_chunk_128(dtype, monkeypatch):
     ref = fwd_bwd("chunk", [x.double() for x in xs], True)
     errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
     assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("solver,L", [("paper", 2), ("paper", 4), ("closed_form", 3)])
+def test_fused_solver_gpu(dtype, solver, L):
+    from kernels.prism.triton.solver import prism_solver, prism_solver_reference
+    B, T, H, d = 2, 1000, 6, 128
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    v, res = (torch.randn(B, T, H * d, generator=gen, device="cuda").to(dtype) for _ in range(2))
+    p = (torch.randn(B, T, L * H * d, generator=gen, device="cuda") + 1).to(dtype)
+    xs = [x.clone().requires_grad_() for x in (v, res, p)]
+    got = prism_solver(*xs, L, d, solver)
+    ref = prism_solver_reference(*[x.float() for x in xs], L, d, solver)
+    w = torch.randn(ref.shape, generator=gen, device="cuda")
+    wrt = [xs[0], xs[2]] if solver == "closed_form" else xs
+    ga = torch.autograd.grad((got.float() * w).sum(), wrt)
+    gb = torch.autograd.grad((ref * w).sum(), wrt)
+    errs = [rel(got, ref)] + [rel(a, b) for a, b in zip(ga, gb)]
+    assert max(errs) <= TOL[dtype], errs

@@ -4,8 +4,8 @@ Design (PRISM.md §2). Inside a chunk of C tokens the PRISM recurrence is Gated 
 
 1. the value fed to the triangular solve is the corrected value
        Δ' = Δ - Σ_{l>=1} (Γ ⊙ tril_strict(K K_l^T)) W_l,      W_l = beta[l] * v[l]
-   (chunk-local, no state dependence). It is computed here by ``_corrected_value`` (batched torch matmuls over
-   chunk tiles, differentiated by autograd); fla's ``chunk_gated_delta_rule_fwd_intra`` (kkt + solve_tril +
+   (chunk-local, no state dependence). It is computed by correction.py's Triton kernels (forward and
+   backward; ``_corrected_value`` below is the torch reference the tests compare them with); fla's ``chunk_gated_delta_rule_fwd_intra`` (kkt + solve_tril +
    recompute_w_u) then gives w = A^-1 diag(beta gamma) K and u = A^-1 diag(beta) Δ' exactly as for GDN.
 2. the extra writes W_l on keys K_l enter the carried state and the output exactly like additional value rows
    that are decayed but never erased (no w·h term). So the rest of the chunk is a GDN chunk over an *expanded*
@@ -17,11 +17,11 @@ Design (PRISM.md §2). Inside a chunk of C tokens the PRISM recurrence is Gated 
    and an expanded chunk of Lp*C rows is an original chunk. fla's ``chunk_gated_delta_rule_fwd_h`` (state
    recurrence, v_new) and ``chunk_fwd_o`` (output) run unchanged on it with chunk size Lp*C; the backward uses
    fla's ``chunk_bwd_dv_local`` / ``chunk_gated_delta_rule_bwd_dhu`` / ``chunk_bwd_dqkwg`` on the expanded
-   sequence and ``prepare_wy_repr_bwd`` on the WY part, then autograd of the chunk-local correction.
+   sequence and ``prepare_wy_repr_bwd`` on the WY part, then correction.py's backward of the corrected value.
 
 Cost: the expanded kernels do Lp× the rows of a GDN kernel (the output kernel computes unused sub-rows); the
-correction is (L-1) C×C×(K+V) matmuls per chunk in torch. Correct first; fusing the correction and skipping the
-unused output rows are the next steps (see the module README in __init__).
+correction costs (L-1) C×C×(K+V) matmul work per chunk (correction.py). ``_corrected_value`` below is its torch
+reference (tests). Next steps: see the package docstring (__init__.py).
 
 Gates: fla's kernels take chunk-local cumulative gates in log2 units (``chunk_local_cumsum(scale=RCP_LN2)``); the
 gate gradients they return are with respect to the natural-log cumulative gate, as in fla's GDN backward.
