@@ -3,16 +3,21 @@
 Example with num_kv_pairs key-value pairs: keys from [1, V/2) and values from [V/2, V), distinct within the
 example; then each key is queried once at a power-law distance (p(i) ~ a * i^(a-1)) in the even slots of the
 rest of the sequence; only the value tokens after queried keys carry labels. Other slots hold random tokens.
+This is Zoology's ``multiquery_ar`` (zoology/data/associative_recall.py) with torch's generator in place of numpy's.
+
+Training mixes several (seq_len, num_kv_pairs) settings, round-robin or with Zoology's per-setting example counts
+(``train_counts``, e.g. 100k of (64, 4) and 20k of each longer setting); validation batches hold one setting each,
+so a short setting is not padded to the longest one, and the LM module reports ``val/acc@<num_kv_pairs>``.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import List
+from typing import List, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .loader import ResumableLoader
 from .registry import register_datamodule
@@ -51,36 +56,78 @@ def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int,
 
 
 class MQARDataset(Dataset):
-    """``size`` examples drawn round-robin from the (seq_len, num_kv_pairs) settings, generated in blocks on
-    first access; right-padded to the longest setting (padding has no labels). ``slice`` = num_kv_pairs."""
+    """``size`` examples drawn round-robin from the (seq_len, num_kv_pairs) settings (or ``counts[i]`` examples of
+    setting i, one after the other), generated in blocks on first access and kept (compactly) for the run, so a
+    shuffled loader does not regenerate a block per example; right-padded to the longest setting when ``pad``
+    (padding has no labels). ``slice`` = num_kv_pairs."""
 
     BLOCK = 512
 
     def __init__(self, settings: list[tuple[int, int]], size: int, *, vocab_size: int, power_a: float,
-                 random_non_queries: bool, seed: int):
-        self.settings, self.size, self.seed = [tuple(s) for s in settings], size, seed
+                 random_non_queries: bool, seed: int, counts: list[int] | None = None, pad: bool = True):
+        self.settings, self.seed, self.pad = [tuple(s) for s in settings], seed, pad
         self.kw = dict(vocab_size=vocab_size, power_a=power_a, random_non_queries=random_non_queries)
         self.width = max(s[0] for s in self.settings)
         for seq_len, kv in self.settings:  # fail at construction, not in the middle of training
             mqar_examples(1, seq_len=seq_len, num_kv_pairs=kv, **self.kw)
-        self._block = lru_cache(maxsize=len(self.settings) * 2)(self._make_block)
+        self.counts = [int(c) for c in counts] if counts else None
+        if self.counts is not None:
+            if len(self.counts) != len(self.settings) or min(self.counts) < 1:
+                raise ValueError(f"MQAR counts {self.counts} must give a positive number of examples for each of the "
+                                 f"{len(self.settings)} settings")
+            self.offsets = [0]
+            for c in self.counts:
+                self.offsets.append(self.offsets[-1] + c)
+        self.size = self.offsets[-1] if self.counts is not None else size
+        self.dtype = torch.int16 if vocab_size <= 2 ** 15 else torch.int32
+        self._blocks: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _make_block(self, setting: int, block: int):
-        seq_len, kv = self.settings[setting]
-        seed = hash((self.seed, setting, block)) % (2 ** 62)
-        return mqar_examples(self.BLOCK, seq_len=seq_len, num_kv_pairs=kv, seed=seed, **self.kw)
+    def _block(self, setting: int, block: int):
+        key = (setting, block)
+        if key not in self._blocks:
+            seq_len, kv = self.settings[setting]
+            seed = hash((self.seed, setting, block)) % (2 ** 62)
+            inputs, labels = mqar_examples(self.BLOCK, seq_len=seq_len, num_kv_pairs=kv, seed=seed, **self.kw)
+            self._blocks[key] = (inputs.to(self.dtype), labels.to(self.dtype))
+        return self._blocks[key]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(setting, position of the example within that setting's stream)."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        if self.counts is None:
+            return index % len(self.settings), index // len(self.settings)
+        setting = bisect.bisect_right(self.offsets, index) - 1
+        return setting, index - self.offsets[setting]
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, index: int) -> dict:
-        setting, j = index % len(self.settings), index // len(self.settings)
+        setting, j = self.locate(index)
         inputs, labels = self._block(setting, j // self.BLOCK)
-        x, y = inputs[j % self.BLOCK], labels[j % self.BLOCK]
-        pad = self.width - x.numel()
+        x, y = inputs[j % self.BLOCK].long(), labels[j % self.BLOCK].long()
+        pad = self.width - x.numel() if self.pad else 0
         return {"input_ids": torch.nn.functional.pad(x, (0, pad)),
                 "labels": torch.nn.functional.pad(y, (0, pad), value=-100),
                 "slice": torch.tensor(self.settings[setting][1])}
+
+
+class SettingBatches(Sampler[list]):
+    """Batches of indices of one setting each (in index order), for evaluation without cross-setting padding."""
+
+    def __init__(self, dataset: MQARDataset, batch_size: int):
+        by_setting: dict[int, list[int]] = {}
+        for i in range(len(dataset)):
+            by_setting.setdefault(dataset.locate(i)[0], []).append(i)
+        self.batches = [idx[b:b + batch_size] for s in sorted(by_setting) for idx in [by_setting[s]]
+                        for b in range(0, len(idx), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclass
@@ -93,10 +140,13 @@ class MQARConfig:
     val_settings: List[List[int]] = field(default_factory=lambda: [[64, 4], [128, 8], [256, 16], [256, 32],
                                                                    [256, 64]])
     train_examples: int = 100_000
+    # Examples per training setting (Zoology: [100000, 20000, 20000, 20000, 20000]); replaces train_examples.
+    train_counts: List[int] = field(default_factory=list)
     val_examples: int = 1000  # per setting
     power_a: float = 0.01
     random_non_queries: bool = True
     batch_size: int = 64
+    val_batch_size: Optional[int] = None  # default batch_size; smaller for long evaluation settings
     num_workers: int = 0
 
 
@@ -117,13 +167,16 @@ class MQARDataModule(L.LightningDataModule):
             return
         c = self.config
         kw = dict(vocab_size=c.vocab_size, power_a=c.power_a, random_non_queries=c.random_non_queries)
-        self.train_set = MQARDataset(c.train_settings, c.train_examples, seed=self.seed, **kw)
+        self.train_set = MQARDataset(c.train_settings, c.train_examples, seed=self.seed,
+                                     counts=list(c.train_counts) or None, **kw)
         # validation examples come from another seed stream than any training block
-        self.val_set = MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=self.seed + 10 ** 6, **kw)
+        self.val_set = MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=self.seed + 10 ** 6,
+                                   pad=False, **kw)
 
     def train_dataloader(self):
         return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
                                num_workers=self.config.num_workers)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
+        batches = SettingBatches(self.val_set, self.config.val_batch_size or self.config.batch_size)
+        return DataLoader(self.val_set, batch_sampler=batches, num_workers=self.config.num_workers)
