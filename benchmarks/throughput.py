@@ -1,0 +1,284 @@
+"""Throughput and memory of every registered mixer, in one process on one GPU.
+
+  layers: one mixer layer, forward+backward, d_model 768, 16,384 tokens per step at seq x batch in
+          {2048x8, 4096x4, 8192x2, 16384x1}: time, tokens/s, peak memory.
+  model:  the 12-layer d_model 768 language model per mixer, bf16 autocast, AdamW, seq 2048 x batch 8, N steps on
+          byte-level text: loss at every step (finite, decreasing), tokens/s, peak memory, MFU from the mixers'
+          own flops().
+
+    python benchmarks/throughput.py --out benchmarks/results/h100 --text data.txt
+    python benchmarks/throughput.py --tiny --out /tmp/bench      # a CPU smoke run of the same code
+Writes results.json and a table (results.md) under --out, and a plot (layers.png) when matplotlib is there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from configs import compose_config, config_to_dict  # noqa: E402
+from lit_modules.language_model import LanguageModel  # noqa: E402
+from lit_modules.optim import configure_optimizers_from  # noqa: E402
+from mixers.registry import get_mixer  # noqa: E402
+
+# Paper-scale widths at d_model 768 (PRISM.md §3: GDN and PRISM with H = 6, d = 128).
+MIXER_OVERRIDES = {
+    "attention": ["model.mixers.attention.num_heads=12"],
+    "prism": ["model.mixers.prism.num_heads=6", "model.mixers.prism.head_dim=128", "model.mixers.prism.steps=2"],
+    "prism_chunk": ["model.mixers.prism.num_heads=6", "model.mixers.prism.head_dim=128",
+                    "model.mixers.prism.backend=chunk"],
+    "gdn": ["model.mixers.gdn.num_heads=6", "model.mixers.gdn.head_dim=128", "model.mixers.gdn.expand_v=1.0"],
+    "gla": [],
+    "mamba2": [],
+    "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=64"],
+}
+LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
+
+
+def mixer_name(key: str) -> str:
+    return "prism" if key.startswith("prism") else key
+
+
+def compose(key: str, d_model: int, extra: list[str]) -> dict:
+    name = mixer_name(key)
+    overrides = [f"mixer={name}", f"model.d_model={d_model}", *MIXER_OVERRIDES.get(key, []), *extra]
+    return config_to_dict(compose_config(["experiment=slimpajama_130m", *overrides]))
+
+
+def timed(fn, warmup: int, repeat: int, device) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, args) -> dict:
+    cfg = compose(key, d_model, [])
+    name = mixer_name(key)
+    mixer_cfg = get_mixer(name).Config(**cfg["model"]["mixers"][name])
+    layer = get_mixer(name)(d_model, mixer_cfg).to(device)
+    x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            y, _ = layer(x)
+        y.float().square().mean().backward()
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = timed(step, args.warmup, args.repeat, device)
+    seconds = statistics.median(times)
+    row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
+           "flops_fwd": layer.flops(seq) * batch}
+    row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12
+    if device.type == "cuda":
+        row["peak_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+    return row
+
+
+def byte_batches(text: bytes, seq: int, batch: int, steps: int, device):
+    data = torch.frombuffer(bytearray(text), dtype=torch.uint8).long()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        starts = torch.randint(0, data.numel() - seq - 1, (batch,), generator=gen)
+        window = torch.stack([data[s:s + seq + 1] for s in starts.tolist()]).to(device)
+        yield window[:, :-1], window[:, 1:]
+
+
+def bench_model(key: str, args, device, dtype) -> dict:
+    extra = [f"model.repeat={args.model_layers}", f"trainer.max_steps={args.model_steps}", "optim.warmup_steps=10"]
+    cfg = compose(key, args.d_model, extra)
+    torch.manual_seed(0)
+    model = LanguageModel(cfg, vocab_size=args.vocab).to(device)
+    opt = configure_optimizers_from(model, cfg["optim"], args.model_steps)
+    optimizer, schedule = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+    losses, times = [], []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for ids, labels in byte_batches(args.text_bytes, args.model_seq, args.model_batch, args.model_steps, device):
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            logits, _ = model(ids)
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        losses.append(loss.item())  # .item() synchronises, so the host clock is valid
+        times.append(time.perf_counter() - t0)
+    steady = statistics.median(times[min(5, len(times) - 1):])
+    tokens = args.model_seq * args.model_batch
+    row = {"mixer": key, "layers": args.model_layers, "seq": args.model_seq, "batch": args.model_batch,
+           "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "tokens_per_s": tokens / steady,
+           "first_loss": losses[0], "last_loss": losses[-1], "losses": losses,
+           "finite": all(math.isfinite(v) for v in losses),
+           "decreasing": statistics.mean(losses[-5:]) < statistics.mean(losses[:5])}
+    row["tflops"] = model.flops_per_token(args.model_seq) * row["tokens_per_s"] / 1e12
+    if device.type == "cuda":
+        row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        row["mfu"] = row["tflops"] / args.peak_tflops
+    return row
+
+
+def environment(device) -> dict:
+    import lightning
+    import triton
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
+           "lightning": lightning.__version__, "command": " ".join(sys.argv)}
+    try:
+        import fla
+        env["fla"] = fla.__version__
+    except ImportError:
+        env["fla"] = None
+    if device.type == "cuda":
+        env["device"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    else:
+        env["device"] = platform.processor() or "cpu"
+    return env
+
+
+def write_tables(out: Path, result: dict) -> str:
+    lines = [f"Device: {result['env']['device']}; torch {result['env']['torch']}, triton {result['env']['triton']}, "
+             f"fla {result['env']['fla']}", f"Command: `{result['env']['command']}`", ""]
+    if result["layers"]:
+        lines += ["One layer, d_model 768, fwd+bwd, bf16 autocast (K tokens/s | peak MiB | TFLOP/s)", "",
+                  "| mixer | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
+                  "|---|" + "---|" * len(LAYER_SETTINGS)]
+        for key in dict.fromkeys(r["mixer"] for r in result["layers"]):
+            cells = []
+            for seq, batch in LAYER_SETTINGS:
+                r = next((r for r in result["layers"] if r["mixer"] == key and r["seq"] == seq), None)
+                cells.append("-" if r is None else r.get("error", f"{r['tokens_per_s'] / 1e3:.0f} | "
+                             f"{r.get('peak_mem_gib', 0) * 1024:.0f} | {r['tflops']:.1f}"))
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if result["model"]:
+        lines += ["Model, fwd+bwd+AdamW step, bf16 autocast", "",
+                  "| mixer | params (M) | K tokens/s | peak GiB | MFU | loss first -> last | finite, decreasing |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in result["model"]:
+            if "error" in r:
+                lines.append(f"| {r['mixer']} | error: {r['error']} |||||")
+                continue
+            lines.append(f"| {r['mixer']} | {r['params_m']:.1f} | {r['tokens_per_s'] / 1e3:.1f} | "
+                         f"{r.get('peak_mem_gib', 0):.1f} | {r.get('mfu', 0):.3f} | {r['first_loss']:.3f} -> "
+                         f"{r['last_loss']:.3f} | {r['finite']}, {r['decreasing']} |")
+    table = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(table)
+    return table
+
+
+def plot(out: Path, result: dict) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in dict.fromkeys(r["mixer"] for r in result["layers"]):
+        rows = [r for r in result["layers"] if r["mixer"] == key and "error" not in r]
+        ax.plot([r["seq"] for r in rows], [r["tokens_per_s"] / 1e6 for r in rows], marker="o", label=key)
+    ax.set(xscale="log", xlabel="sequence length (16,384 tokens per step)", ylabel="M tokens/s (fwd+bwd)",
+           title=f"One layer, d 768 — {result['env']['device']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "layers.png", dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mixers", default="attention,prism,prism_chunk,gdn,gla,mamba2,ttt_mlp")
+    p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp")
+    p.add_argument("--skip-layers", action="store_true")
+    p.add_argument("--skip-model", action="store_true")
+    p.add_argument("--text", help="a text file for the model benchmark (bytes are the tokens)")
+    p.add_argument("--d-model", type=int, default=768)
+    p.add_argument("--model-layers", type=int, default=12)
+    p.add_argument("--model-seq", type=int, default=2048)
+    p.add_argument("--model-batch", type=int, default=8)
+    p.add_argument("--model-steps", type=int, default=50)
+    p.add_argument("--vocab", type=int, default=50304)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100 SXM: 989)")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny sizes, fp32")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    global LAYER_SETTINGS
+    if args.tiny:
+        LAYER_SETTINGS = [(32, 2), (64, 1)]
+        args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
+        args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
+        for key in MIXER_OVERRIDES:  # small heads at d_model 64
+            MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
+                                    for o in MIXER_OVERRIDES[key]]
+    args.text_bytes = Path(args.text).read_bytes() if args.text else bytes(range(256)) * 4096
+    result = {"env": environment(device), "layers": [], "model": []}
+
+    def save():
+        (out / "results.json").write_text(json.dumps(result, indent=1))
+
+    if not args.skip_layers:
+        for key in args.mixers.split(","):
+            for seq, batch in LAYER_SETTINGS:
+                try:
+                    row = bench_layer(key, seq, batch, args.d_model, device, dtype, args)
+                except Exception as err:  # noqa: BLE001 - one mixer's failure must not hide the others
+                    traceback.print_exc()
+                    row = {"mixer": key, "seq": seq, "batch": batch, "error": f"{type(err).__name__}: {err}"[:200]}
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
+                result["layers"].append(row)
+                save()
+    if not args.skip_model:
+        for key in args.model_mixers.split(","):
+            try:
+                row = bench_model(key, args, device, dtype)
+            except Exception as err:  # noqa: BLE001
+                traceback.print_exc()
+                row = {"mixer": key, "error": f"{type(err).__name__}: {err}"[:200]}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
+            result["model"].append(row)
+            save()
+    print(write_tables(out, result))
+    if result["layers"]:
+        plot(out, result)
+
+
+if __name__ == "__main__":
+    main()
