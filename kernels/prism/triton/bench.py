@@ -1,0 +1,118 @@
+"""Op-level timing of the PRISM Triton op against fla's Gated DeltaNet op and the chunked torch op (one process,
+one GPU): forward+backward milliseconds, tokens/s and peak memory at 16,384 tokens per step.
+
+    .venv/bin/python -m kernels.prism.triton.bench                 # bf16, H=6, d=128, L=2, seq x batch 2K x 8 .. 16K x 1
+    .venv/bin/python -m kernels.prism.triton.bench --dtype fp32 --steps 3 --json out.json
+
+Rows: gdn (fla chunk_gated_delta_rule), prism_triton_e64 / prism_triton_e128 (PRISM_TRITON_EXPANDED_MAX = 64 / 128,
+i.e. the WY chunk C = 32 / 64 for L = 2), prism_chunk (exact chunked torch, fp32 compute; 8K x 2 only by default).
+Under TRITON_INTERPRET=1 on the CPU use --smoke (tiny shapes, fp32, one repetition) to exercise the code path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def _inputs(B, T, H, L, d, dtype, device, gen):
+    r = lambda *s: torch.randn(*s, generator=gen, device=device)  # noqa: E731
+    q = F.normalize(r(B, T, H, d), dim=-1).to(dtype)
+    k = F.normalize(r(B, T, H, L, d), dim=-1).to(dtype)
+    v = r(B, T, H, L, d).to(dtype)
+    beta = torch.sigmoid(r(B, T, H, L)).to(dtype)
+    g = F.logsigmoid(r(B, T, H) + 3.0)
+    return [x.requires_grad_() for x in (q, k, v, beta, g)]
+
+
+def _runner(name, B, T, H, L, d, dtype, device, gen):
+    from kernels.prism import prism_delta_rule
+    xs = _inputs(B, T, H, L, d, dtype, device, gen)
+    q, k, v, beta, g = xs
+    if name == "gdn":
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+        k1, v1, b1 = (x.detach()[:, :, :, 0].contiguous().requires_grad_() for x in (k, v, beta))
+        args = [q, k1, v1, g, b1]
+
+        def fn():
+            o, _ = chunk_gated_delta_rule(q, k1, v1, g, b1, scale=d ** -0.5)
+            return o
+        return fn, args
+    backend, emax = ("chunk", None) if name == "prism_chunk" else ("triton", name.rsplit("_e", 1)[1])
+
+    def fn():
+        if emax is not None:
+            os.environ["PRISM_TRITON_EXPANDED_MAX"] = emax
+        o, _ = prism_delta_rule(q, k, v, beta, g, scale=d ** -0.5, backend=backend)
+        return o
+    return fn, xs
+
+
+def bench(name, B, T, H, L, d, dtype, device, reps, warmup):
+    gen = torch.Generator(device=device).manual_seed(0)
+    fn, args = _runner(name, B, T, H, L, d, dtype, device, gen)
+    cuda = device == "cuda"
+
+    def step():
+        o = fn()
+        grads = torch.autograd.grad(o.float().pow(2).sum(), args)
+        return grads
+
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    ms = (time.perf_counter() - t0) / reps * 1e3
+    peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if cuda else float("nan")
+    return {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--ops", default="gdn,prism_triton_e64,prism_triton_e128,prism_chunk")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny CPU run under TRITON_INTERPRET=1")
+    a = ap.parse_args()
+    if a.smoke:
+        import kernels.fla_interpret as fi
+        fi.patch_triton_interpreter()
+        device, dtype, shapes, reps, warmup = "cpu", torch.float32, [(40, 2)], 1, 0
+        H, d = 2, 16
+    else:
+        device, dtype = "cuda", {"bf16": torch.bfloat16, "fp32": torch.float32}[a.dtype]
+        shapes, reps, warmup = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)], a.reps, 3
+        H, d = a.heads, a.head_dim
+    rows = []
+    for T, B in shapes:
+        for name in a.ops.split(","):
+            if name == "prism_chunk" and not a.smoke and T != 8192:
+                continue
+            r = bench(name, B, T, H, a.steps, d, dtype, device, reps, warmup)
+            rows.append(r)
+            print(f"{name:>18} {T:>6}x{B:<2} {r['ms']:9.2f} ms {r['tokens_per_s'] / 1e6:7.3f} Mtok/s "
+                  f"peak {r['peak_mib']:8.1f} MiB", flush=True)
+    meta = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)",
+            "torch": torch.__version__, "dtype": str(dtype), "H": H, "d": d, "L": a.steps}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
