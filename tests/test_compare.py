@@ -1,0 +1,107 @@
+"""compare.py on the CPU with two tiny mixer patterns: the run grid, best-lr selection, the markdown/CSV tables,
+the PNG plots, --from-runs, resuming a sweep, W&B runs in one group, and command-line errors."""
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+import compare
+
+TINY = ["experiment=mqar_sweep_cpu", "data.vocab_size=32", "data.train_settings=[[16,2]]",
+        "data.val_settings=[[16,2],[32,4]]", "data.val_examples=16", "data.batch_size=8", "data.train_examples=256",
+        "model.d_model=16", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+        "optim.warmup_steps=0"]
+PATTERNS = ["[attention,attention]", "lin:[gla,gla] model.mixers.gla.num_heads=2"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("compare") / "sweep"
+    code = compare.main([*TINY, "--patterns", *PATTERNS, "--seeds", "0", "1", "--lrs", "1e-3", "3e-2",
+                         "--out", str(out), "--", "logging.wandb=false"])
+    assert code == 0
+    return out
+
+
+def test_grid_table_and_plots(sweep):
+    runs = read_csv(sweep / "runs.csv")
+    assert len(runs) == 8 and {r["status"] for r in runs} == {"done"}
+    assert {r["label"] for r in runs} == {"attention", "lin"}
+    summary = read_csv(sweep / "summary.csv")
+    assert [r["pattern"] for r in summary] == ["attention", "lin"]
+    for row in summary:
+        mine = [r for r in runs if r["label"] == row["pattern"]]
+        by_lr = {lr: statistics.fmean(float(r["val/acc"]) for r in mine if float(r["lr"]) == lr) for lr in (1e-3, 3e-2)}
+        assert float(row["best_lr"]) == max(by_lr, key=by_lr.get)  # the best lr by the mean over seeds
+        chosen = [float(r["val/acc"]) for r in mine if float(r["lr"]) == float(row["best_lr"])]
+        assert float(row["mean"]) == pytest.approx(statistics.fmean(chosen))
+        assert float(row["std"]) == pytest.approx(statistics.stdev(chosen))
+        assert row["seeds"] == "2" and row["eval_seq_len"] == "32"
+        assert "val/acc@2" in row and "val/acc@4" in row
+        assert int(row["params"]) > 0 and int(row["state_size"]) > 0
+    attention, lin = summary
+    assert attention["layers"] == "attention,attention" and lin["layers"] == "gla,gla"
+    assert int(attention["state_size"]) == 2 * 2 * 32 * 16  # 2 layers x K and V x T=32 x d_model 16
+    md = (sweep / "summary.md").read_text()
+    assert "| pattern |" in md and "| attention |" in md and "| lin |" in md and "±" in md
+    for name in ("acc_vs_state.png", "acc_by_slice.png", "loss_curves.png"):
+        assert (sweep / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(next((sweep / "runs").rglob("compare.json")).read_text())
+    assert record["status"] == "done" and record["group"] == "sweep"
+
+
+def test_from_runs_remakes_the_same_table(sweep, tmp_path):
+    code = compare.main(["--from-runs", str(sweep), "--out", str(tmp_path)])
+    assert code == 0
+    assert read_csv(tmp_path / "summary.csv") == read_csv(sweep / "summary.csv")
+    assert (tmp_path / "loss_curves.png").is_file()
+
+
+def test_rerun_keeps_finished_runs(sweep, capsys):
+    code = compare.main([*TINY, "--patterns", PATTERNS[0], "--seeds", "0", "--lrs", "1e-3", "--out", str(sweep),
+                         "--", "logging.wandb=false"])
+    assert code == 0
+    assert "done before, kept" in capsys.readouterr().out
+
+
+def test_each_run_is_its_own_wandb_run_in_one_group(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "wb"
+    code = compare.main([*TINY, "--patterns", "[attention]", "--seeds", "0", "1", "--out", str(out), "--group",
+                         "grp-test", "--", "trainer.max_steps=2", "logging.wandb=true"])
+    assert code == 0
+    run_dirs = sorted(p.parent for p in (out / "runs").rglob("summary.json"))
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:  # without wandb.finish() between runs the second would log into the first
+        logs = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        assert len(logs) == 1 and run_dir.name in logs[0].name
+        assert b"grp-test" in logs[0].read_bytes()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--patterns", "[attention]", "a:[attention]x"], "layer list"),
+    (["--patterns", "x:[attention]", "x:[gla]"], "labelled x"),
+    (["--patterns", "model.layers=[a]"], "override"),
+    (["--patterns", "[nosuch]"], "nosuch"),
+    ([], "--patterns"),
+])
+def test_command_line_errors(argv, message, capsys, tmp_path):
+    assert compare.main([*TINY, *argv, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
