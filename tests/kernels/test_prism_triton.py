@@ -1,7 +1,8 @@
-"""The Triton PRISM op (kernels/prism/triton: fla's GDN kernels on an expanded sequence + the chunk-local
-correction) under Triton's interpreter on the CPU, against the token-by-token reference in fp64: output, final
-state and the gradients of q, k, v, beta, g and the initial state. fp32, tiny shapes (the interpreter is slow).
-Runs in a subprocess: TRITON_INTERPRET=1 and kernels.fla_interpret's patches must precede triton/fla imports."""
+"""The Triton PRISM op (kernels/prism/triton, both implementations: "split" and "expanded") under Triton's
+interpreter on the CPU against the token-by-token reference in fp64: output, final state and the gradients of q, k,
+v, beta, g and the initial state; the corrected-value kernels against their torch reference; one op under
+torch.compile(fullgraph=True) and torch.library.opcheck. fp32, tiny shapes (the interpreter is slow). Runs in a
+subprocess: TRITON_INTERPRET=1 and kernels.fla_interpret's patches must precede the triton/fla imports."""
 import json
 import os
 import subprocess
@@ -45,15 +46,19 @@ def fwd_bwd(backend, xs, use_h0, **kw):
     return [o, h, *torch.autograd.grad(loss, xs if use_h0 else xs[:5])]
 
 NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
-CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens)
-    "L1_T37_C16_h0": (1, 37, 1, 16, True, None),
-    "L2_T37_C16_h0": (2, 37, 2, 16, True, None),
-    "L2_T77_C64": (1, 77, 2, 64, False, None),
-    "L3_T37_C16_h0": (1, 37, 3, 16, True, None),
-    "L2_varlen_C16_h0": (1, 45, 2, 16, True, [0, 13, 13, 45]),
+CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens, implementation)
+    "L1_T37_C16_h0": (1, 37, 1, 16, True, None, "split"),
+    "L2_T37_C16_h0": (2, 37, 2, 16, True, None, "split"),
+    "L2_T77_C64": (1, 77, 2, 64, False, None, "split"),
+    "L3_T37_C16_h0": (1, 37, 3, 16, True, None, "split"),
+    "L2_varlen_C16_h0": (1, 45, 2, 16, True, [0, 13, 13, 45], "split"),
+    "expanded_L2_T77_C64_h0": (1, 77, 2, 64, True, None, "expanded"),
+    "expanded_L3_varlen_C16_h0": (1, 45, 3, 16, True, [0, 13, 13, 45], "expanded"),
 }
+import os
 out = {}
-for seed, (name, (B, T, L, C, use_h0, cu)) in enumerate(CASES.items()):
+for seed, (name, (B, T, L, C, use_h0, cu, impl)) in enumerate(CASES.items()):
+    os.environ["PRISM_TRITON_IMPL"] = impl
     t0 = time.time()
     N = B if cu is None else len(cu) - 1
     kw = {} if cu is None else dict(cu_seqlens=torch.tensor(cu))
@@ -62,6 +67,7 @@ for seed, (name, (B, T, L, C, use_h0, cu)) in enumerate(CASES.items()):
     ref = fwd_bwd("naive", [x.double() for x in xs], use_h0, **kw)
     out[name] = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
     out[name]["seconds"] = time.time() - t0
+os.environ["PRISM_TRITON_IMPL"] = "split"
 
 # the Triton correction kernels against the torch reference (autograd), a case with an empty sequence
 from fla.ops.utils import chunk_local_cumsum
@@ -100,7 +106,8 @@ out["opcheck"] = {name: 0.0 if r == "SUCCESS" else 1.0 for name, r in res.items(
 print(json.dumps(out))
 '''
 
-CASES = ["L1_T37_C16_h0", "L2_T37_C16_h0", "L2_T77_C64", "L3_T37_C16_h0", "L2_varlen_C16_h0", "corr_L2",
+CASES = ["L1_T37_C16_h0", "L2_T37_C16_h0", "L2_T77_C64", "L3_T37_C16_h0", "L2_varlen_C16_h0",
+         "expanded_L2_T77_C64_h0", "expanded_L3_varlen_C16_h0", "corr_L2",
          "corr_L3_varlen", "compile_fullgraph", "opcheck"]
 
 

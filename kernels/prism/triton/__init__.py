@@ -1,17 +1,20 @@
 """PRISM on Triton.
 
-chunk.py       the PRISM delta rule (exact chunked forward and backward): fla's Gated DeltaNet kernels (kkt + solve_tril
-               + recompute_w_u, chunk_fwd_h, chunk_fwd_o and their backward) run on an expanded sequence in which
-               every token contributes Lp = next_pow2(L) sub-rows (the erase-corrected write and the L - 1 extra
-               writes), plus correction.py's chunk-local corrected value. torch.library custom ops (one op for
-               autograd and torch.compile). Backend "triton" of kernels.prism.prism_delta_rule ("auto" on CUDA).
-correction.py  Triton kernels for the corrected value Δ' = Δ - Σ_l (Γ ⊙ tril_strict(K K_l^T)) W_l, fwd and bwd.
+chunk.py       the PRISM delta rule (exact chunked forward and backward) on fla's Gated DeltaNet kernels: the WY
+               part on the corrected value, the state recurrence on an expanded sequence (Lp = next_pow2(L)
+               sub-rows per token: the erase-corrected write and the L - 1 extra writes), output and backward on
+               the original sequence plus correction.py's chunk-local kernels ("split", default; "expanded" runs
+               every fla kernel on the expanded sequence). torch.library custom ops: one op for autograd and
+               torch.compile. Backend "triton" of kernels.prism.prism_delta_rule ("auto" on CUDA).
+correction.py  Triton kernels: the corrected value Δ' = Δ - Σ_l (Γ ⊙ tril_strict(K K_l^T)) W_l, the extra writes'
+               output term and all their gradients (incl. the carried-state term), forward and backward.
 solver.py      the mixer's L-step residual solver fused into one elementwise kernel per direction.
+bench.py       op-level GPU timing: GDN vs PRISM Triton vs the chunked torch op.
 
-Known costs / next steps: the expanded kernels process Lp× GDN's rows (the output kernel computes Lp - 1 unused
-sub-rows per token); with the default 64-row expanded chunk, L = 2 uses C = 32 and hence 2× GDN's serial state steps
-(PRISM_TRITON_EXPANDED_MAX=128 keeps C = 64). A dedicated state kernel that adds the extra writes as a per-chunk
-state-independent term, and an output kernel that reads only the query rows, would remove both.
+Knobs: PRISM_TRITON_IMPL = split | expanded; PRISM_TRITON_EXPANDED_MAX = the state kernel's chunk Lp * C
+(default 128 for split: C = 64 for L = 2; 64 for expanded). Not yet measured on a GPU. Next steps if the state
+kernel's extra rows cost too much: add the extra writes to fla's state kernel as a per-chunk state-independent
+term (Σ_l (dte ⊙ K_l)^T W_l) instead of extra rows.
 """
 from .chunk import pick_chunk_size, triton_prism_delta_rule
 from .solver import prism_solver, prism_solver_reference

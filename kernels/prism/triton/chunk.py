@@ -4,50 +4,57 @@ Design (PRISM.md §2). Inside a chunk of C tokens the PRISM recurrence is Gated 
 
 1. the value fed to the triangular solve is the corrected value
        Δ' = Δ - Σ_{l>=1} (Γ ⊙ tril_strict(K K_l^T)) W_l,      W_l = beta[l] * v[l]
-   (chunk-local, no state dependence). It is computed by correction.py's Triton kernels (forward and
-   backward; ``_corrected_value`` below is the torch reference the tests compare them with); fla's ``chunk_gated_delta_rule_fwd_intra`` (kkt + solve_tril +
-   recompute_w_u) then gives w = A^-1 diag(beta gamma) K and u = A^-1 diag(beta) Δ' exactly as for GDN.
+   (chunk-local, no state dependence), computed by correction.py's Triton kernels; fla's
+   ``chunk_gated_delta_rule_fwd_intra`` (kkt + solve_tril + recompute_w_u) then gives w = A^-1 diag(beta gamma) K
+   and u = A^-1 diag(beta) Δ' exactly as for GDN.
 2. the extra writes W_l on keys K_l enter the carried state and the output exactly like additional value rows
-   that are decayed but never erased (no w·h term). So the rest of the chunk is a GDN chunk over an *expanded*
-   sequence in which every token t becomes Lp = next_pow2(L) consecutive sub-rows
+   that are decayed but never erased (no w·h term). For the state recurrence every token t becomes
+   Lp = next_pow2(L) consecutive sub-rows of an *expanded* sequence
        (t, 0): key K_t,   w_t,  u_t,      gate G_t          (step 0: the erase-corrected write, v_new = u - w h)
-       (t, l): key K_l,t, 0,    W_l,t,    gate G_t          (extra writes: v_new = W_l)
-       (t, Lp-1) also carries the query q_t (other sub-rows have q = 0; padding sub-rows are all zero)
-   With the token-major layout the causal mask of the expanded chunk is exactly "all sub-rows of tokens <= t",
-   and an expanded chunk of Lp*C rows is an original chunk. fla's ``chunk_gated_delta_rule_fwd_h`` (state
-   recurrence, v_new) and ``chunk_fwd_o`` (output) run unchanged on it with chunk size Lp*C; the backward uses
-   fla's ``chunk_bwd_dv_local`` / ``chunk_gated_delta_rule_bwd_dhu`` / ``chunk_bwd_dqkwg`` on the expanded
-   sequence and ``prepare_wy_repr_bwd`` on the WY part, then correction.py's backward of the corrected value.
+       (t, l): key K_l,t, 0,    W_l,t,    gate G_t          (extra writes: v_new = W_l; padding sub-rows are zero)
+   and fla's ``chunk_gated_delta_rule_fwd_h`` runs unchanged on it with chunk Lp*C (an expanded chunk is an
+   original chunk; the per-chunk states h are those of the original chunks).
 
-Cost: the expanded kernels do Lp× the rows of a GDN kernel (the output kernel computes unused sub-rows); the
-correction costs (L-1) C×C×(K+V) matmul work per chunk (correction.py). ``_corrected_value`` below is its torch
-reference (tests). Next steps: see the package docstring (__init__.py).
+Two implementations ($PRISM_TRITON_IMPL):
+- "split" (default): only the state kernel sees the expanded sequence. The output is fla's ``chunk_fwd_o`` on the
+  original sequence (q, K, v_new of step 0, h) plus the extra writes' chunk-local output
+  scale Σ_l (Γ ⊙ tril(Q K_l^T)) W_l (correction.py ``extra_fwd``, fused with Δ'). The backward is GDN's: fla's
+  ``chunk_bwd_dv_local``, ``chunk_gated_delta_rule_bwd_dhu`` (serial; the extra writes do not change dh's
+  recursion since they do not depend on the state), ``chunk_bwd_dqkwg`` and ``prepare_wy_repr_bwd`` on the original
+  sequence at chunk C, plus correction.py ``extra_bwd``: every gradient of the extra writes (through Δ', the
+  output term and, via fla's dh = dL/d(state at chunk end), the state term). Cost ≈ GDN + the state kernel's
+  extra rows + two matmul-bound chunk-local kernels.
+- "expanded": every fla kernel (output and backward too) runs on the token-major expanded sequence (q on the last
+  sub-row), so the causal mask of an expanded chunk is "all sub-rows of tokens <= t". Simpler, Lp× the rows in
+  every kernel; kept as an independent cross-check.
 
-Gates: fla's kernels take chunk-local cumulative gates in log2 units (``chunk_local_cumsum(scale=RCP_LN2)``); the
-gate gradients they return are with respect to the natural-log cumulative gate, as in fla's GDN backward.
+``_corrected_value`` below is the torch reference of Δ' (tests). Gates: fla's kernels take chunk-local cumulative
+gates in log2 units (``chunk_local_cumsum(scale=RCP_LN2)``); the gate gradients they return are with respect to the
+natural-log cumulative gate, as in fla's GDN backward; one reverse chunk cumsum at the end gives dg.
 """
 from __future__ import annotations
 
 import math
 
-import torch
-
-from .correction import corrected_value_bwd, corrected_value_fwd
-
 import os
 
-# Largest expanded chunk Lp * C picked by default. 64 keeps every fla kernel at the tile shapes fla tunes (GDN's
-# chunk 64) but halves C for L = 2, so the serial state kernel takes Lp× GDN's steps; 128 keeps C = 64 (GDN's
-# serial step count) with 128-row tiles. Override with PRISM_TRITON_EXPANDED_MAX=128 (read at every call).
-EXPANDED_MAX = 64
+import torch
+
+from .correction import corrected_value_bwd, corrected_value_fwd, extra_bwd, extra_fwd
+
+# Largest expanded chunk Lp * C (the state kernel's chunk) picked by default. With the default "split"
+# implementation only fla's state kernel sees the expanded sequence, so 128 (C = 64 for L = 2: GDN's chunk and
+# serial step count) is the default. With the "expanded" implementation every fla kernel runs at Lp * C, and 64
+# keeps them at GDN's tile shapes (C = 32 for L = 2). Override with PRISM_TRITON_EXPANDED_MAX (read at every call).
+EXPANDED_MAX = {"split": 128, "expanded": 64}
 
 
 def pick_chunk_size(chunk_size: int, steps: int, expanded_max: int | None = None) -> tuple[int, int]:
     """(C, Lp): the WY chunk C in {16, 32, 64} and the sub-row count Lp = next_pow2(L) of the expanded sequence.
     C = min(chunk_size, 64) rounded down to a power of two, halved (not below 16) while Lp * C > expanded_max
-    (default: $PRISM_TRITON_EXPANDED_MAX or EXPANDED_MAX)."""
+    (default: $PRISM_TRITON_EXPANDED_MAX, else EXPANDED_MAX of the implementation $PRISM_TRITON_IMPL)."""
     if expanded_max is None:
-        expanded_max = int(os.environ.get("PRISM_TRITON_EXPANDED_MAX", EXPANDED_MAX))
+        expanded_max = int(os.environ.get("PRISM_TRITON_EXPANDED_MAX", EXPANDED_MAX[_impl()]))
     Lp = 1 << (steps - 1).bit_length()
     C = 1 << (max(16, min(64, chunk_size)).bit_length() - 1)
     while C > 16 and Lp * C > expanded_max:
@@ -225,6 +232,114 @@ def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
     return dq, dk, dv_, dbeta, dg, dh0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# "split" implementation (default): only the state recurrence runs on the expanded sequence; the output and every
+# backward kernel of fla run on the original sequence at chunk C (GDN's cost), and correction.py's extra kernels
+# add the extra writes' chunk-local output term and all their gradients (including their share of the carried
+# state, through fla's per-chunk dh = dL/d(state at chunk end)).
+
+def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
+    from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
+    from fla.ops.gated_delta_rule.wy_fast import recompute_w_u_fwd
+    from fla.ops.utils import chunk_local_cumsum
+    from fla.ops.utils.constant import RCP_LN2
+    from fla.ops.utils.index import prepare_chunk_indices
+    B, T, H, L, K = k.shape
+    c = _Ctx.__new__(_Ctx)
+    c.C, c.Lp, c.cu = C, Lp, cu_seqlens
+    c.ci = prepare_chunk_indices(cu_seqlens, C) if cu_seqlens is not None else None
+    c.cu_x = cu_seqlens * Lp if cu_seqlens is not None else None
+    c.ci_x = c.ci
+    c.gc = chunk_local_cumsum(g, chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens, chunk_indices=c.ci)
+    c.k0 = k[:, :, :, 0].contiguous()
+    c.b0 = beta[:, :, :, 0].contiguous()
+    c.ox = None
+    if L > 1:
+        c.dv, c.ox = extra_fwd(q, k, v, beta, c.gc, scale, C, cu_seqlens, c.ci)
+    else:
+        c.dv = v[:, :, :, 0].contiguous()
+    if Ai is None:
+        c.w, c.u, c.Ai = chunk_gated_delta_rule_fwd_intra(k=c.k0, v=c.dv, g=c.gc, beta=c.b0, cu_seqlens=cu_seqlens,
+                                                          chunk_size=C, chunk_indices=c.ci)
+    else:
+        c.Ai = Ai
+        c.w, c.u = recompute_w_u_fwd(k=c.k0, v=c.dv, beta=c.b0, A=Ai, g=c.gc, cu_seqlens=cu_seqlens,
+                                     chunk_indices=c.ci)
+    W = [(beta[:, :, :, l, None] * v[:, :, :, l]).to(v.dtype) for l in range(1, L)]
+    if Lp > 1:
+        c.k_x = _expand([k[:, :, :, l] for l in range(L)], Lp)
+        c.w_x = _expand([c.w], Lp)
+        c.u_x = _expand([c.u] + W, Lp)
+        c.g_x = c.gc.repeat_interleave(Lp, 1).contiguous()
+    else:
+        c.k_x, c.w_x, c.u_x, c.g_x = c.k0, c.w, c.u, c.gc
+    return c
+
+
+def _state_split(c, h0, output_final_state):
+    B, T, H, V = c.u.shape
+    h, v_new, ht = c.state(h0, output_final_state)
+    if c.Lp > 1:
+        v_new = v_new.view(B, T, c.Lp, H, V)[:, :, 0].contiguous()
+    return h, v_new, ht
+
+
+def prism_fwd_split(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp):
+    from fla.ops.common.chunk_o import chunk_fwd_o
+    c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp)
+    h, v_new, ht = _state_split(c, h0, output_final_state)
+    o = chunk_fwd_o(q=q, k=c.k0, v=v_new, h=h, g=c.gc, scale=scale, cu_seqlens=cu_seqlens, chunk_size=C,
+                    chunk_indices=c.ci)
+    if c.ox is not None:
+        o = (o.float() + c.ox).to(o.dtype)
+    return o, ht, c.Ai
+
+
+def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
+    from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_bwd_dhu
+    from fla.ops.common.chunk_o import chunk_bwd_dqkwg, chunk_bwd_dv_local
+    from fla.ops.gated_delta_rule.wy_fast import prepare_wy_repr_bwd
+    from fla.ops.utils import chunk_local_cumsum
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    f = torch.float32
+    c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai)
+    h, v_new, _ = _state_split(c, h0, False)
+    do = do.to(q.dtype).contiguous()
+    kw = dict(cu_seqlens=cu_seqlens, chunk_size=C, chunk_indices=c.ci)
+    dv = chunk_bwd_dv_local(q=q, k=c.k0, do=do, g=c.gc, scale=scale, **kw)
+    dh, dh0, dv = chunk_gated_delta_rule_bwd_dhu(q=q, k=c.k0, w=c.w, do=do, dv=dv, g=c.gc, h0=h0, dht=dht,
+                                                 scale=scale, **kw)
+    dq, dk0, dw, dgc = chunk_bwd_dqkwg(q=q, k=c.k0, v=v_new, do=do, h=h, dh=dh, w=c.w, g=c.gc, dv=dv, scale=scale,
+                                       **kw)
+    dk0_wy, ddv, db0, dgc_wy = prepare_wy_repr_bwd(k=c.k0, v=c.dv, beta=c.b0, A=c.Ai, dw=dw, du=dv, g=c.gc,
+                                                   cu_seqlens=cu_seqlens, chunk_indices=c.ci)
+    dq = dq.float()
+    dgc = dgc.float() + dgc_wy.float()
+    if L > 1:
+        dqx, dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, scale, C, cu_seqlens, c.ci)
+        dq += dqx
+        dgc += dgc_x
+    else:
+        dk_ = torch.zeros(B, T, H, L, K, dtype=f, device=k.device)
+        dv_ = torch.zeros(B, T, H, L, V, dtype=f, device=k.device)
+        dbeta = torch.zeros(B, T, H, L, dtype=f, device=k.device)
+    dk_[:, :, :, 0] += dk0.float() + dk0_wy.float()
+    dv_[:, :, :, 0] += ddv.float()
+    dbeta[:, :, :, 0] += db0.float()
+    dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
+                            chunk_indices=c.ci).float()
+    return dq, dk_, dv_, dbeta, dg, dh0
+
+
+def _impl():
+    """PRISM_TRITON_IMPL: split (default) or expanded (every fla kernel on the expanded sequence)."""
+    impl = os.environ.get("PRISM_TRITON_IMPL", "split")
+    if impl not in ("split", "expanded"):
+        raise ValueError(f"PRISM_TRITON_IMPL must be 'split' or 'expanded', got {impl!r}")
+    return impl
+
+
 # One op for autograd and torch.compile: forward and backward are torch.library custom ops (opaque to the
 # compiler, with fake implementations for tracing), tied together by register_autograd.
 _EMPTY = (0,)
@@ -234,7 +349,8 @@ _EMPTY = (0,)
 def _chunk_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
                   h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, scale: float, output_final_state: bool,
                   C: int, Lp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    o, ht, Ai = prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
+    fwd = prism_fwd_split if _impl() == "split" else prism_fwd
+    o, ht, Ai = fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
     if ht is None:
         ht = q.new_empty(_EMPTY, dtype=torch.float32)
     return o, ht, Ai
@@ -253,8 +369,9 @@ def _chunk_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch
                   h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, Ai: torch.Tensor, do: torch.Tensor,
                   dht: torch.Tensor | None, scale: float, C: int, Lp: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    dq, dk, dv, db, dg, dh0 = prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do.contiguous(),
-                                        dht.contiguous() if dht is not None else None)
+    bwd = prism_bwd_split if _impl() == "split" else prism_bwd
+    dq, dk, dv, db, dg, dh0 = bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do.contiguous(),
+                                  dht.contiguous() if dht is not None else None)
     if dh0 is None:
         dh0 = q.new_empty(_EMPTY, dtype=torch.float32)
     return tuple(x.to(y.dtype).contiguous() for x, y in ((dq, q), (dk, k), (dv, v), (db, beta), (dg, g))) + (dh0,)

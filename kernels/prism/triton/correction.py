@@ -182,3 +182,225 @@ def corrected_value_bwd(k, v, beta, gc, dd, chunk_size, cu_seqlens=None, chunk_i
         BK=BK, BV=BV)
     dk[:, :, :, 0] = dk0p.sum(3)
     return dk, dv, dbeta, dgc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "split" design: every chunk-local term of the extra writes in one forward and one backward kernel, so that fla's
+# output / backward kernels run on the original sequence (only the state recurrence sees the extra rows).
+#
+#   Δ'    = v[0] - Σ_l S_l W_l,                     S_l = M_s ⊙ Γ ⊙ (K0 K_l^T)          (corrected value)
+#   O_x   = scale Σ_l R_l W_l,                       R_l = M_i ⊙ Γ ⊙ (Q K_l^T)           (extra writes' output)
+#   h_end += Σ_l (dte ⊙ K_l)^T W_l                                                       (extra writes' state)
+# The backward takes dd = dL/dΔ', do = dL/dO and dh = fla's per-chunk dL/d(state at chunk end).
+
+@triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
+@triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w in NUM_WARPS for s in [2, 3]],
+    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+)
+@triton.jit(do_not_specialize=['T'])
+def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_indices, T, H: tl.constexpr,
+                           L: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+                           BV: tl.constexpr, IS_VARLEN: tl.constexpr):
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int32)
+        bos, eos = tl.load(cu_seqlens + i_n).to(tl.int64), tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        T = (eos - bos).to(tl.int32)
+    else:
+        bos = (i_b * T).to(tl.int64)
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    r_t = bos + o_t.to(tl.int64)
+    b_g = tl.load(g + r_t * H + i_h, mask=m_t, other=0.).to(tl.float32)
+    m_v2 = m_t[:, None] & m_t[None, :]
+    b_gd = b_g[:, None] - b_g[None, :]
+    b_gs = tl.where((o_t[:, None] > o_t[None, :]) & m_v2, tl.exp2(b_gd), 0.)
+    b_gi = tl.where((o_t[:, None] >= o_t[None, :]) & m_v2, tl.exp2(b_gd), 0.)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_tv = m_t[:, None] & (o_v < V)[None, :]
+    p_k = k + (r_t[:, None] * H + i_h) * (L * K)
+    p_q = q + (r_t[:, None] * H + i_h) * K
+    p_v = v + (r_t[:, None] * H + i_h) * (L * V) + o_v[None, :]
+    p_b = beta + (r_t * H + i_h) * L
+    b_ac = tl.zeros([BT, BV], dtype=tl.float32)
+    b_ao = tl.zeros([BT, BV], dtype=tl.float32)
+    for l in range(1, L):
+        b_P = tl.zeros([BT, BT], dtype=tl.float32)
+        b_R = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))
+            b_R += tl.dot(b_qq, tl.trans(b_kl))
+        b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
+        b_w = tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
+        b_ac += tl.dot(b_P * b_gs, b_w)
+        b_ao += tl.dot(b_R * b_gi, b_w)
+    b_v0 = tl.load(p_v, mask=m_tv, other=0.).to(tl.float32)
+    p_d = dvp + (r_t[:, None] * H + i_h) * V + o_v[None, :]
+    tl.store(p_d, (b_v0 - b_ac).to(p_d.dtype.element_ty), mask=m_tv)
+    p_o = ox + (r_t[:, None] * H + i_h) * V + o_v[None, :]
+    tl.store(p_o, (b_ao * scale).to(p_o.dtype.element_ty), mask=m_tv)
+
+
+@triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
+@triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w in NUM_WARPS for s in [2, 3]],
+    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+)
+@triton.jit(do_not_specialize=['T'])
+def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbeta, dgc, scale, cu_seqlens,
+                           chunk_indices, T, H: tl.constexpr, L: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+                           BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_tg = i_t.to(tl.int64)
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int32)
+        bos, eos = tl.load(cu_seqlens + i_n).to(tl.int64), tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        T = (eos - bos).to(tl.int32)
+    else:
+        i_tg = (i_b * tl.cdiv(T, BT) + i_t).to(tl.int64)
+        bos = (i_b * T).to(tl.int64)
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    r_t = bos + o_t.to(tl.int64)
+    b_g = tl.load(g + r_t * H + i_h, mask=m_t, other=0.).to(tl.float32)
+    last = tl.minimum(i_t * BT + BT, T) - 1
+    b_glast = tl.load(g + (bos + last) * H + i_h).to(tl.float32)
+    b_dte = tl.where(m_t, tl.exp2(b_glast - b_g), 0.)
+    m_v2 = m_t[:, None] & m_t[None, :]
+    b_gd = b_g[:, None] - b_g[None, :]
+    b_gs = tl.where((o_t[:, None] > o_t[None, :]) & m_v2, tl.exp2(b_gd), 0.)
+    b_gi = tl.where((o_t[:, None] >= o_t[None, :]) & m_v2, tl.exp2(b_gd), 0.)
+    p_k = k + (r_t[:, None] * H + i_h) * (L * K)
+    p_q = q + (r_t[:, None] * H + i_h) * K
+    p_v = v + (r_t[:, None] * H + i_h) * (L * V)
+    p_b = beta + (r_t * H + i_h) * L
+    p_dd = dd + (r_t[:, None] * H + i_h) * V
+    p_do = do + (r_t[:, None] * H + i_h) * V
+    p_dh = dh + (i_tg * H + i_h) * (K * V)
+    p_dk = dk + (r_t[:, None] * H + i_h) * (L * K)
+    p_dk0 = dk0p + (r_t[:, None] * H + i_h) * ((L - 1) * K)
+    p_dq = dqp + (r_t[:, None] * H + i_h) * ((L - 1) * K)
+    p_dv = dv + (r_t[:, None] * H + i_h) * (L * V)
+    p_db = dbeta + (r_t * H + i_h) * L
+    b_dg = tl.zeros([BT], dtype=tl.float32)
+    b_dglast = tl.zeros([BT], dtype=tl.float32)
+    for l in range(1, L):
+        b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
+        b_P = tl.zeros([BT, BT], dtype=tl.float32)
+        b_R = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))
+            b_R += tl.dot(b_qq, tl.trans(b_kl))
+        b_dSc = tl.zeros([BT, BT], dtype=tl.float32)
+        b_dSo = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_tv = m_t[:, None] & (o_v < V)[None, :]
+            b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_dSc += tl.dot(b_d, tl.trans(b_w))
+            b_dSo += tl.dot(b_o, tl.trans(b_w))
+        b_S = b_P * b_gs
+        b_Ro = b_R * b_gi * scale
+        b_Ec = -b_dSc * b_gs
+        b_Eo = b_dSo * b_gi * scale
+        b_F = b_Ec * b_P + b_Eo * b_R
+        b_dg += tl.sum(b_F, axis=1) - tl.sum(b_F, axis=0)
+        b_db = tl.zeros([BT], dtype=tl.float32)
+        b_fs = tl.zeros([BT], dtype=tl.float32)
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = o_v < V
+            m_tv = m_t[:, None] & m_v[None, :]
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_vl = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_ws = tl.zeros([BT, BV], dtype=tl.float32)               # K_l dh
+            for i_k in range(tl.cdiv(K, BK)):
+                o_k = i_k * BK + tl.arange(0, BK)
+                m_k = o_k < K
+                b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.).to(tl.float32)
+                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
+                              other=0.).to(tl.float32)
+                b_ws += tl.dot(b_kl, b_h)
+            b_fs += tl.sum(b_ws * b_vl, axis=1) * b_bl * b_dte
+            b_dw = tl.dot(tl.trans(b_Ro), b_o) - tl.dot(tl.trans(b_S), b_d) + b_ws * b_dte[:, None]
+            b_db += tl.sum(b_dw * b_vl, axis=1)
+            tl.store(p_dv + l * V + o_v[None, :], (b_dw * b_bl[:, None]).to(dv.dtype.element_ty), mask=m_tv)
+        tl.store(p_db + l, b_db.to(dbeta.dtype.element_ty), mask=m_t)
+        b_dg -= b_fs
+        b_dglast += b_fs
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_k = o_k < K
+            m_tk = m_t[:, None] & m_k[None, :]
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_hk = tl.zeros([BT, BK], dtype=tl.float32)               # W_l dh^T
+            for i_v in range(tl.cdiv(V, BV)):
+                o_v = i_v * BV + tl.arange(0, BV)
+                m_v = o_v < V
+                b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
+                              other=0.).to(tl.float32)
+                b_hk += tl.dot(b_w, tl.trans(b_h))
+            b_dkl = tl.dot(tl.trans(b_Ec), b_k0) + tl.dot(tl.trans(b_Eo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
+            tl.store(p_dk + l * K + o_k[None, :], b_dkl.to(dk.dtype.element_ty), mask=m_tk)
+            tl.store(p_dk0 + (l - 1) * K + o_k[None, :], tl.dot(b_Ec, b_kl).to(dk0p.dtype.element_ty), mask=m_tk)
+            tl.store(p_dq + (l - 1) * K + o_k[None, :], tl.dot(b_Eo, b_kl).to(dqp.dtype.element_ty), mask=m_tk)
+    b_dg += tl.where(o_t == last, tl.sum(b_dglast, axis=0), 0.)
+    tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
+
+
+def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
+    """(Δ' [B,T,H,V] in v's dtype, O_x [B,T,H,V] fp32): corrected value and the extra writes' chunk-local output."""
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    BT = chunk_size
+    BK, BV = _blocks(K, V)
+    NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
+    dvp = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
+    ox = torch.empty(B, T, H, V, dtype=torch.float32, device=v.device)
+    prism_extra_fwd_kernel[(triton.cdiv(V, BV), NT, B * H)](
+        q, k, v, beta, gc, dvp, ox, scale, cu_seqlens, chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT, BK=BK, BV=BV)
+    return dvp, ox
+
+
+def extra_bwd(q, k, v, beta, gc, dd, do, dh, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
+    """Gradients of (Δ', O_x, the extra writes' state term) given dd, do and fla's per-chunk dh (dL/d state at
+    chunk end). Returns fp32 dq_x [B,T,H,K], dk [B,T,H,L,K] (slot 0: through K0 only), dv [B,T,H,L,V] and
+    dbeta [B,T,H,L] (slots >= 1 only) and dgc [B,T,H] (natural-log cumulative gate)."""
+    B, T, H, L, K = k.shape
+    V = v.shape[-1]
+    BT = chunk_size
+    BK, BV = _blocks(K, V)
+    NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
+    f = torch.float32
+    dk = torch.zeros(B, T, H, L, K, dtype=f, device=k.device)
+    dk0p = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
+    dqp = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
+    dv = torch.zeros(B, T, H, L, V, dtype=f, device=k.device)
+    dbeta = torch.zeros(B, T, H, L, dtype=f, device=k.device)
+    dgc = torch.empty(B, T, H, dtype=f, device=k.device)
+    prism_extra_bwd_kernel[(NT, B * H)](
+        q, k, v, beta, gc, dd, do, dh, dk, dk0p, dqp, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
+        K=K, V=V, BT=BT, BK=BK, BV=BV)
+    dk[:, :, :, 0] = dk0p.sum(3)
+    return dqp.sum(3), dk, dv, dbeta, dgc
