@@ -114,3 +114,21 @@ def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, shared_data):
     assert metrics["val/loss"] < 2.7, metrics
     module_ckpt = torch.load(Path(metrics["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)
     assert module_ckpt["hyper_parameters"]["vocab_size"] == 66
+
+
+@pytest.mark.parametrize("content, overrides, message", [
+    (None, [], "no such file"),
+    (b"", [], "empty"),
+    (b"caf\xe9 au lait\nline two\n", [], "UTF-8"),
+    (b"to be or not to be\n", ["data.seq_len=4096"], "tokens"),
+])
+def test_bad_text_data_stops_before_any_output(tmp_path, capsys, content, overrides, message):
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "runs"
+    code = main(["experiment=lm_char", f"data.path={path}", f"data.cache_dir={tmp_path / 'cache'}",
+                 f"logging.out_dir={out}", "logging.wandb=false", *overrides])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and str(path) in err, err
+    assert not out.exists()
