@@ -1,11 +1,12 @@
 """Op-level timing of the PRISM Triton op against fla's Gated DeltaNet op and the chunked torch op (one process,
 one GPU): forward+backward milliseconds, tokens/s and peak memory at 16,384 tokens per step.
 
-    .venv/bin/python -m kernels.prism.triton.bench                 # bf16, H=6, d=128, L=2, seq x batch 2K x 8 .. 16K x 1
+    .venv/bin/python -m kernels.prism.triton.bench                 # bf16, H=6, d=128, L=2, 2K x 8 .. 16K x 1
     .venv/bin/python -m kernels.prism.triton.bench --dtype fp32 --steps 3 --json out.json
 
-Rows: gdn (fla chunk_gated_delta_rule), prism_triton_e64 / prism_triton_e128 (PRISM_TRITON_EXPANDED_MAX = 64 / 128,
-i.e. the WY chunk C = 32 / 64 for L = 2), prism_chunk (exact chunked torch, fp32 compute; 8K x 2 only by default).
+Rows: gdn (fla chunk_gated_delta_rule), prism_<impl>_e<N> (the Triton op with PRISM_TRITON_IMPL = impl and
+PRISM_TRITON_EXPANDED_MAX = N; split_e128 is the default, C = 64 for L = 2), prism_chunk (exact chunked torch,
+fp32 compute; 8K x 2 only by default).
 Under TRITON_INTERPRET=1 on the CPU use --smoke (tiny shapes, fp32, one repetition) to exercise the code path.
 """
 from __future__ import annotations
@@ -42,10 +43,15 @@ def _runner(name, B, T, H, L, d, dtype, device, gen):
             o, _ = chunk_gated_delta_rule(q, k1, v1, g, b1, scale=d ** -0.5)
             return o
         return fn, args
-    backend, emax = ("chunk", None) if name == "prism_chunk" else ("triton", name.rsplit("_e", 1)[1])
+    if name == "prism_chunk":
+        backend, impl, emax = "chunk", None, None
+    else:
+        backend = "triton"
+        impl, emax = name[len("prism_"):].rsplit("_e", 1)
 
     def fn():
         if emax is not None:
+            os.environ["PRISM_TRITON_IMPL"] = impl
             os.environ["PRISM_TRITON_EXPANDED_MAX"] = emax
         o, _ = prism_delta_rule(q, k, v, beta, g, scale=d ** -0.5, backend=backend)
         return o
@@ -85,7 +91,7 @@ def main():
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--ops", default="gdn,prism_triton_e64,prism_triton_e128,prism_chunk")
+    ap.add_argument("--ops", default="gdn,prism_split_e128,prism_split_e64,prism_expanded_e64,prism_chunk")
     ap.add_argument("--json", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run under TRITON_INTERPRET=1")
     a = ap.parse_args()

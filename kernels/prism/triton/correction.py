@@ -12,7 +12,9 @@ Backward, given D = dL/dΔ' (E_l = -M ⊙ Γ ⊙ (D W_l^T) is dL/d(K0 K_l^T)):
     respect to the natural-log cumulative gate; fla's reverse chunk cumsum turns it into dg).
 
 Layouts: k [B,T,H,L,K], v [B,T,H,L,V], beta [B,T,H,L], g [B,T,H] chunk-local cumulative gate in log2 units (fla's
-chunk_local_cumsum(scale=RCP_LN2)), all contiguous; varlen through fla's cu_seqlens / chunk_indices. Dots in fp32.
+chunk_local_cumsum(scale=RCP_LN2)), all contiguous; varlen through fla's cu_seqlens / chunk_indices. Dots
+accumulate in fp32; their operands are fp32 except for products of two input tensors (K0 K_l^T, Q K_l^T, K_l dh,
+W dh^T in the split kernels), which run in the inputs' dtype.
 """
 from __future__ import annotations
 
@@ -233,10 +235,10 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
         for i_k in range(tl.cdiv(K, BK)):
             o_k = i_k * BK + tl.arange(0, BK)
             m_tk = m_t[:, None] & (o_k < K)[None, :]
-            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_P += tl.dot(b_k0, tl.trans(b_kl))
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.)
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))                      # inputs' dtype, fp32 accumulation
             b_R += tl.dot(b_qq, tl.trans(b_kl))
         b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
         b_w = tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
@@ -301,10 +303,10 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
         for i_k in range(tl.cdiv(K, BK)):
             o_k = i_k * BK + tl.arange(0, BK)
             m_tk = m_t[:, None] & (o_k < K)[None, :]
-            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_P += tl.dot(b_k0, tl.trans(b_kl))
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.)
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.)
+            b_P += tl.dot(b_k0, tl.trans(b_kl))                      # inputs' dtype, fp32 accumulation
             b_R += tl.dot(b_qq, tl.trans(b_kl))
         b_dSc = tl.zeros([BT, BT], dtype=tl.float32)
         b_dSo = tl.zeros([BT, BT], dtype=tl.float32)
@@ -335,10 +337,9 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
             for i_k in range(tl.cdiv(K, BK)):
                 o_k = i_k * BK + tl.arange(0, BK)
                 m_k = o_k < K
-                b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.).to(tl.float32)
-                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
-                              other=0.).to(tl.float32)
-                b_ws += tl.dot(b_kl, b_h)
+                b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.)
+                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.)
+                b_ws += tl.dot(b_kl, b_h.to(b_kl.dtype))
             b_fs += tl.sum(b_ws * b_vl, axis=1) * b_bl * b_dte
             b_dw = tl.dot(tl.trans(b_Ro), b_o) - tl.dot(tl.trans(b_S), b_d) + b_ws * b_dte[:, None]
             b_db += tl.sum(b_dw * b_vl, axis=1)
@@ -357,10 +358,9 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
             for i_v in range(tl.cdiv(V, BV)):
                 o_v = i_v * BV + tl.arange(0, BV)
                 m_v = o_v < V
-                b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
-                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
-                              other=0.).to(tl.float32)
-                b_hk += tl.dot(b_w, tl.trans(b_h))
+                b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.)
+                b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.)
+                b_hk += tl.dot(b_w, tl.trans(b_h.to(b_w.dtype)))
             b_dkl = tl.dot(tl.trans(b_Ec), b_k0) + tl.dot(tl.trans(b_Eo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
             tl.store(p_dk + l * K + o_k[None, :], b_dkl.to(dk.dtype.element_ty), mask=m_tk)
             tl.store(p_dk0 + (l - 1) * K + o_k[None, :], tl.dot(b_Ec, b_kl).to(dk0p.dtype.element_ty), mask=m_tk)
