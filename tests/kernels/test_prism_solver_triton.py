@@ -24,8 +24,9 @@ def rel(a, b):
 gen = torch.Generator().manual_seed(0)
 B, T, H, d = 2, 5, 3, 8
 out = {}
-for solver, nl, gain, L in [("paper", "gelu", True, 2), ("paper", "gelu", False, 3), ("paper", "identity", True, 4),
-                            ("paper", "gelu", True, 1), ("closed_form", "gelu", True, 3), ("closed_form", "gelu", True, 1)]:
+VARIANTS = [("paper", "gelu", True, 2), ("paper", "gelu", False, 3), ("paper", "identity", True, 4),
+            ("paper", "gelu", True, 1), ("closed_form", "gelu", True, 3), ("closed_form", "gelu", True, 1)]
+for solver, nl, gain, L in VARIANTS:
     v = torch.randn(B, T, H * d, generator=gen).requires_grad_()
     res = torch.randn(B, T, H * d, generator=gen).requires_grad_()
     p = (torch.randn(B, T, L * H * d, generator=gen) + 1).requires_grad_() if gain else None

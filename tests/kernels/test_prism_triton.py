@@ -1,4 +1,4 @@
-"""The Triton PRISM op (kernels/prism/triton, both implementations: "split" and "expanded") under Triton's
+"""The Triton PRISM op (kernels/prism/triton, every implementation: split, split_fused, expanded) under Triton's
 interpreter on the CPU against the token-by-token reference in fp64: output, final state and the gradients of q, k,
 v, beta, g and the initial state; the corrected-value kernels against their torch reference; one op under
 torch.compile(fullgraph=True) and torch.library.opcheck. fp32, tiny shapes (the interpreter is slow). Runs in a
@@ -52,6 +52,8 @@ CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens, implementation)
     "L2_T77_C64": (1, 77, 2, 64, False, None, "split"),
     "L3_T37_C16_h0": (1, 37, 3, 16, True, None, "split"),
     "L2_varlen_C16_h0": (1, 45, 2, 16, True, [0, 13, 13, 45], "split"),
+    "fused_L2_T77_C64_h0": (1, 77, 2, 64, True, None, "split_fused"),
+    "fused_L3_varlen_C16_h0": (1, 45, 3, 16, True, [0, 13, 13, 45], "split_fused"),
     "expanded_L2_T77_C64_h0": (1, 77, 2, 64, True, None, "expanded"),
     "expanded_L3_varlen_C16_h0": (1, 45, 3, 16, True, [0, 13, 13, 45], "expanded"),
 }
@@ -75,7 +77,8 @@ from fla.ops.utils.constant import RCP_LN2
 from fla.ops.utils.index import prepare_chunk_indices
 from kernels.prism.triton.chunk import _chunk_slots, _corrected_value
 from kernels.prism.triton.correction import corrected_value_bwd, corrected_value_fwd
-for name, (B, T, L, C, cu) in {"corr_L2": (2, 37, 2, 16, None), "corr_L3_varlen": (1, 45, 3, 32, [0, 13, 13, 45])}.items():
+CORR = {"corr_L2": (2, 37, 2, 16, None), "corr_L3_varlen": (1, 45, 3, 32, [0, 13, 13, 45])}
+for name, (B, T, L, C, cu) in CORR.items():
     q, k, v, beta, g, _ = make(B, T, 2, L, 16, 24, 1, 7)
     cu_t = torch.tensor(cu) if cu else None
     ci = prepare_chunk_indices(cu_t, C) if cu else None
@@ -107,7 +110,8 @@ print(json.dumps(out))
 '''
 
 CASES = ["L1_T37_C16_h0", "L2_T37_C16_h0", "L2_T77_C64", "L3_T37_C16_h0", "L2_varlen_C16_h0",
-         "expanded_L2_T77_C64_h0", "expanded_L3_varlen_C16_h0", "corr_L2",
+         "fused_L2_T77_C64_h0", "fused_L3_varlen_C16_h0", "expanded_L2_T77_C64_h0", "expanded_L3_varlen_C16_h0",
+         "corr_L2",
          "corr_L3_varlen", "compile_fullgraph", "opcheck"]
 
 

@@ -92,10 +92,11 @@ def test_auto_picks_triton_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
-@pytest.mark.parametrize("impl,emax", [("split", "64"), ("expanded", "64"), ("expanded", "128")])
+@pytest.mark.parametrize("impl,emax", [("split", "64"), ("split_fused", "256"), ("expanded", "64"),
+                                       ("expanded", "128")])
 def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
-    """The default is split with a 128-row state chunk; also split at 64 (C = 32) and the expanded implementation
-    (every fla kernel on the expanded sequence) at 64 and 128 rows."""
+    """The default is split with a 128-row state chunk; also split at 64 (C = 32), split_fused (state.py's state
+    kernel, no expanded sequence) and the expanded implementation (every fla kernel on it) at 64 and 128 rows."""
     monkeypatch.setenv("PRISM_TRITON_IMPL", impl)
     monkeypatch.setenv("PRISM_TRITON_EXPANDED_MAX", emax)
     B, T, H, L, K, V = 2, 2048, 6, 2, 128, 128

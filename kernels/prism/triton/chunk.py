@@ -46,7 +46,7 @@ from .correction import corrected_value_bwd, corrected_value_fwd, extra_bwd, ext
 # implementation only fla's state kernel sees the expanded sequence, so 128 (C = 64 for L = 2: GDN's chunk and
 # serial step count) is the default. With the "expanded" implementation every fla kernel runs at Lp * C, and 64
 # keeps them at GDN's tile shapes (C = 32 for L = 2). Override with PRISM_TRITON_EXPANDED_MAX (read at every call).
-EXPANDED_MAX = {"split": 128, "expanded": 64}
+EXPANDED_MAX = {"split": 128, "expanded": 64, "split_fused": 256}   # split_fused: no expansion, C = 64
 
 
 def pick_chunk_size(chunk_size: int, steps: int, expanded_max: int | None = None) -> tuple[int, int]:
@@ -265,6 +265,8 @@ def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
         c.Ai = Ai
         c.w, c.u = recompute_w_u_fwd(k=c.k0, v=c.dv, beta=c.b0, A=Ai, g=c.gc, cu_seqlens=cu_seqlens,
                                      chunk_indices=c.ci)
+    if _impl() == "split_fused":
+        return c
     W = [(beta[:, :, :, l, None] * v[:, :, :, l]).to(v.dtype) for l in range(1, L)]
     if Lp > 1:
         c.k_x = _expand([k[:, :, :, l] for l in range(L)], Lp)
@@ -276,8 +278,13 @@ def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
     return c
 
 
-def _state_split(c, h0, output_final_state):
+def _state_split(c, h0, output_final_state, k=None, v=None, beta=None):
     B, T, H, V = c.u.shape
+    if _impl() == "split_fused":
+        from .state import prism_state_fwd
+        return prism_state_fwd(c.k0, c.w, c.u, c.gc, k, v, beta, initial_state=h0,
+                               output_final_state=output_final_state, chunk_size=c.C, cu_seqlens=c.cu,
+                               chunk_indices=c.ci)
     h, v_new, ht = c.state(h0, output_final_state)
     if c.Lp > 1:
         v_new = v_new.view(B, T, c.Lp, H, V)[:, :, 0].contiguous()
@@ -287,7 +294,7 @@ def _state_split(c, h0, output_final_state):
 def prism_fwd_split(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp):
     from fla.ops.common.chunk_o import chunk_fwd_o
     c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp)
-    h, v_new, ht = _state_split(c, h0, output_final_state)
+    h, v_new, ht = _state_split(c, h0, output_final_state, k, v, beta)
     o = chunk_fwd_o(q=q, k=c.k0, v=v_new, h=h, g=c.gc, scale=scale, cu_seqlens=cu_seqlens, chunk_size=C,
                     chunk_indices=c.ci)
     if c.ox is not None:
@@ -304,7 +311,7 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht)
     V = v.shape[-1]
     f = torch.float32
     c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai)
-    h, v_new, _ = _state_split(c, h0, False)
+    h, v_new, _ = _state_split(c, h0, False, k, v, beta)
     do = do.to(q.dtype).contiguous()
     kw = dict(cu_seqlens=cu_seqlens, chunk_size=C, chunk_indices=c.ci)
     dv = chunk_bwd_dv_local(q=q, k=c.k0, do=do, g=c.gc, scale=scale, **kw)
@@ -333,10 +340,11 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht)
 
 
 def _impl():
-    """PRISM_TRITON_IMPL: split (default) or expanded (every fla kernel on the expanded sequence)."""
+    """PRISM_TRITON_IMPL: split (default), split_fused (split with state.py's state kernel: no expanded sequence at
+    all) or expanded (every fla kernel on the expanded sequence)."""
     impl = os.environ.get("PRISM_TRITON_IMPL", "split")
-    if impl not in ("split", "expanded"):
-        raise ValueError(f"PRISM_TRITON_IMPL must be 'split' or 'expanded', got {impl!r}")
+    if impl not in ("split", "split_fused", "expanded"):
+        raise ValueError(f"PRISM_TRITON_IMPL must be 'split', 'split_fused' or 'expanded', got {impl!r}")
     return impl
 
 
@@ -349,7 +357,7 @@ _EMPTY = (0,)
 def _chunk_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
                   h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, scale: float, output_final_state: bool,
                   C: int, Lp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    fwd = prism_fwd_split if _impl() == "split" else prism_fwd
+    fwd = prism_fwd if _impl() == "expanded" else prism_fwd_split
     o, ht, Ai = fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
     if ht is None:
         ht = q.new_empty(_EMPTY, dtype=torch.float32)
@@ -369,7 +377,7 @@ def _chunk_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch
                   h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, Ai: torch.Tensor, do: torch.Tensor,
                   dht: torch.Tensor | None, scale: float, C: int, Lp: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    bwd = prism_bwd_split if _impl() == "split" else prism_bwd
+    bwd = prism_bwd if _impl() == "expanded" else prism_bwd_split
     dq, dk, dv, db, dg, dh0 = bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do.contiguous(),
                                   dht.contiguous() if dht is not None else None)
     if dh0 is None:

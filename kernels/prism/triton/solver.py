@@ -93,7 +93,8 @@ def prism_solver_bwd_kernel(v, res, p, ddelta, dv, dres, dp, N, HD: tl.constexpr
             b_z = b_r * b_pl
             b_gd = _load(ddelta, o_d + l * d, m) - b_dr                 # total gradient of delta_l
             if GELU:
-                b_dz = b_gd * (0.5 * (1. + tl.math.erf(b_z * _SQRT1_2)) + b_z * _INV_SQRT_2PI * tl.exp(-0.5 * b_z * b_z))
+                b_dz = b_gd * (0.5 * (1. + tl.math.erf(b_z * _SQRT1_2))
+                               + b_z * _INV_SQRT_2PI * tl.exp(-0.5 * b_z * b_z))
             else:
                 b_dz = b_gd
             if HAS_GAIN:
