@@ -124,3 +124,17 @@ def test_fused_solver_gpu(dtype, solver, L):
     gb = torch.autograd.grad((ref * w).sum(), wrt)
     errs = [rel(got, ref)] + [rel(a, b) for a, b in zip(ga, gb)]
     assert max(errs) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_l1_equals_fla_gated_deltanet(dtype):
+    """L = 1 is Gated DeltaNet: the Triton op must agree with fla's chunk_gated_delta_rule on the same rounded
+    inputs far more tightly than either agrees with fp64 (a diagnostic for the bf16 tolerance above)."""
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    B, T, H, K, V = 2, 1000, 6, 128, 128
+    q, k, v, beta, g, h0 = make(B, T, H, 1, K, V, B, dtype, seed=11)
+    o1, h1 = prism_delta_rule(q, k, v, beta, g, initial_state=h0, output_final_state=True, backend="triton")
+    o2, h2 = chunk_gated_delta_rule(q, k[:, :, :, 0], v[:, :, :, 0], g, beta[..., 0], scale=K ** -0.5,
+                                    initial_state=h0, output_final_state=True)
+    tol = 1e-3 if dtype == torch.bfloat16 else 1e-5
+    assert rel(o1, o2) <= tol and rel(h1, h2) <= tol, (rel(o1, o2), rel(h1, h2))
