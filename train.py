@@ -164,6 +164,8 @@ def run(cfg) -> dict:
         (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))
     for logger in loggers:
         logger.finalize("success")
+        if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
+            logger.experiment.finish()  # W&B: flush the run's records before anyone reads them
     return metrics
 
 

@@ -231,9 +231,22 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100 SXM: 989)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny sizes, fp32")
+    p.add_argument("--merge", nargs="+", help="results.json files of earlier runs to merge into --out")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged = {"env": None, "layers": [], "model": []}
+        for path in args.merge:
+            part = json.loads(Path(path).read_text())
+            merged["env"] = merged["env"] or part["env"]
+            merged["layers"] += part["layers"]
+            merged["model"] += part["model"]
+        (out / "results.json").write_text(json.dumps(merged, indent=1))
+        print(write_tables(out, merged))
+        if merged["layers"]:
+            plot(out, merged)
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     global LAYER_SETTINGS
@@ -260,7 +273,7 @@ def main() -> None:
                     row = {"mixer": key, "seq": seq, "batch": batch, "error": f"{type(err).__name__}: {err}"[:200]}
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
-                print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
+                print(time.strftime("%H:%M:%S"), json.dumps(row), flush=True)
                 result["layers"].append(row)
                 save()
     if not args.skip_model:
@@ -272,7 +285,7 @@ def main() -> None:
                 row = {"mixer": key, "error": f"{type(err).__name__}: {err}"[:200]}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            print(json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
+            print(time.strftime("%H:%M:%S"), json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)
             result["model"].append(row)
             save()
     print(write_tables(out, result))

@@ -7,7 +7,7 @@ from train import main
 def test_default_composes_to_the_mqar_job():
     cfg = compose_config([])
     assert cfg.experiment == "mqar" and cfg.data.name == "mqar"
-    assert list(cfg.model.layers) == ["attention", "attention"]
+    assert list(cfg.model.layers) == ["attention"] and cfg.model.repeat == 2
     assert cfg.model.mixers.attention.num_heads == 2  # from configs/mixer/attention.yaml via defaults
 
 

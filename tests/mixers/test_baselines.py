@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
 from datamodules.mqar import mqar_examples
+from lit_modules.backbone import expand_layers
 from lit_modules.language_model import LanguageModel
 from mixers.registry import get_mixer
 
@@ -168,7 +169,7 @@ def test_state_size_and_flops(case):
 ])
 def test_trains_in_the_backbone_on_mqar(name, overrides):
     cfg = compose_config([f"mixer={name}", "model.d_model=32", *overrides])
-    assert cfg.model.layers == [name, name]
+    assert expand_layers(cfg.model) == [name, name]
     torch.manual_seed(0)
     model = LanguageModel(config_to_dict(cfg), vocab_size=32)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -187,7 +188,7 @@ def test_trains_in_the_backbone_on_mqar(name, overrides):
 
 
 def test_hybrid_stack_decodes_like_parallel_forward():
-    cfg = compose_config(["mixer=gdn", "model.d_model=32", "model.layers=[gdn,gla,mamba2,ttt_mlp,attention]",
+    cfg = compose_config(["mixer=gdn", "model.d_model=32", "model.layers=[gdn,gla,mamba2,ttt_mlp,attention]", "model.repeat=1",
                           "model.mixers.gdn.num_heads=2", "model.mixers.mamba2.head_dim=16",
                           "model.mixers.mamba2.state_size=16", "model.mixers.ttt_mlp.head_dim=16",
                           "model.mixers.attention.num_heads=2"])

@@ -55,7 +55,7 @@ def test_two_layer_prism_learns_to_recall(mixer, one_thread):
 
 
 def test_hybrid_stack_from_config_decodes_like_parallel_forward(one_thread):
-    model = build(["mixer=prism", "model.layers=[prism,prism,prism,attention]"]).double()
+    model = build(["mixer=prism", "model.layers=[prism,prism,prism,attention]", "model.repeat=1"]).double()
     assert model.backbone.layer_names == ["prism", "prism", "prism", "attention"]
     x = torch.randint(0, VOCAB, (2, 13))
     logits, _ = model(x)

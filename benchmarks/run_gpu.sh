@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU benchmark as run on the lent H100: each mixer in its own process with a time limit (one slow or
+# failing mixer cannot take the others down), merged into one table. Usage: bash benchmarks/run_gpu.sh OUT PART
+#   PART=model: the 12-layer model for every mixer; PART=layers: one layer of every mixer at every length.
+set -u
+out=$1; part=$2; text=${TEXT:-.bench_data/tinyshakespeare.txt}
+tmp=/tmp/bench_$part; mkdir -p "$tmp" "$out"
+files=()
+if [ "$part" = model ]; then
+  for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp}; do
+    timeout "${LIMIT:-150}" python3 benchmarks/throughput.py --skip-layers --model-mixers "$m" --text "$text" \
+      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
+  done
+else
+  for m in ${MIXERS:-attention prism prism_chunk gdn gla mamba2 ttt_mlp}; do
+    timeout "${LIMIT:-120}" python3 benchmarks/throughput.py --skip-model --mixers "$m" --text "$text" \
+      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
+  done
+fi
+existing=(); for f in "${files[@]}"; do [ -f "$f" ] && existing+=("$f"); done
+python3 benchmarks/throughput.py --out "$out" --merge "${existing[@]}" > /dev/null && cat "$out/results.md"
