@@ -62,7 +62,7 @@ class _EMA(Mixer):
 
 def _cfg(*overrides) -> dict:
     return config_to_dict(compose_config(["experiment=rec_beauty", "model.d_model=16", "model.layers=[attention]",
-                                          "model.dropout=0.0", *overrides]))
+                                          "model.repeat=1", "model.dropout=0.0", *overrides]))
 
 
 def _model(num_items=30, *overrides) -> SequentialRecommender:
@@ -80,6 +80,26 @@ def test_left_padding_never_changes_scores(layers, pos_emb):
         a, b = model.score_items(short), model.score_items(padded)
     assert torch.isinf(a[:, 0]).all() and a[:, 0].item() < 0  # padding is never a candidate
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mixer", ["attention", "prism", "gdn", "gla", "mamba2", "ttt_mlp"])
+def test_every_compared_mixer_ignores_left_padding_and_trains(mixer):
+    from mixers.registry import mixer_names
+
+    if mixer not in mixer_names():
+        pytest.skip(f"mixer {mixer} is not registered in this checkout")
+    model = _model(30, f"mixer={mixer}", f"model.layers=[{mixer}]", "model.repeat=2", "model.d_model=64")
+    model.eval()
+    short = torch.tensor([[3, 7, 1, 9, 4, 4, 2]])
+    padded = torch.cat([torch.zeros(1, 9, dtype=torch.long), short], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_items(short), model.score_items(padded), rtol=1e-5, atol=1e-5)
+    model.train()
+    batch = {"input_ids": torch.cat([torch.zeros(2, 3, dtype=torch.long), torch.randint(1, 31, (2, 5))], 1)}
+    batch["targets"] = torch.where(batch["input_ids"] > 0, torch.randint(1, 31, (2, 8)), 0)
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    assert math.isfinite(loss.item()) and model.item_emb.weight.grad.abs().sum() > 0
 
 
 def test_a_mixer_that_ignores_the_mask_is_caught():
@@ -156,7 +176,8 @@ def test_trains_on_a_beauty_slice_and_tests_at_the_best_checkpoint(shared_data, 
     path = tmp_path / "beauty_slice.txt"
     path.write_text("\n".join(lines) + "\n")
     cfg = compose_config(["experiment=rec_beauty", f"data.path={path}", "model.d_model=16",
-                          "model.layers=[attention,rec_test_ema]", "data.batch_size=64", "data.maxlen=20",
+                          "model.layers=[attention,rec_test_ema]", "model.repeat=1", "data.batch_size=64",
+                          "data.maxlen=20",
                           "data.sampled_eval=[uniform100,excl99]", "data.pos_emb=true", "trainer.max_steps=8",
                           "trainer.val_check_interval=4", "logging.wandb=false", f"logging.out_dir={tmp_path}",
                           "logging.name=run", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"])
