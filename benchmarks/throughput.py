@@ -40,7 +40,7 @@ MIXER_OVERRIDES = {
     "gdn": ["model.mixers.gdn.num_heads=6", "model.mixers.gdn.head_dim=128", "model.mixers.gdn.expand_v=1.0"],
     "gla": [],
     "mamba2": [],
-    "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=64"],
+    "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=64", "model.mixers.ttt_mlp.checkpoint_group=16"],
 }
 LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
 
