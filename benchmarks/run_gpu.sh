@@ -8,14 +8,15 @@ tmp=/tmp/bench_$part; mkdir -p "$tmp" "$out"
 files=()
 if [ "$part" = model ]; then
   for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp}; do
-    timeout "${LIMIT:-150}" python3 benchmarks/throughput.py --skip-layers --model-mixers "$m" --text "$text" \
+    timeout "${LIMIT:-150}" python3 benchmarks/throughput.py ${BENCH_ARGS:-} --skip-layers --model-mixers "$m" --text "$text" \
       --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
   done
 else
   for m in ${MIXERS:-attention prism prism_chunk gdn gla mamba2 ttt_mlp}; do
-    timeout "${LIMIT:-120}" python3 benchmarks/throughput.py --skip-model --mixers "$m" --text "$text" \
+    timeout "${LIMIT:-120}" python3 benchmarks/throughput.py ${BENCH_ARGS:-} --skip-model --mixers "$m" --text "$text" \
       --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
   done
 fi
 existing=(); for f in "${files[@]}"; do [ -f "$f" ] && existing+=("$f"); done
+[ ${#existing[@]} -gt 0 ] || { echo "no mixer finished"; exit 1; }
 python3 benchmarks/throughput.py --out "$out" --merge "${existing[@]}" > /dev/null && cat "$out/results.md"

@@ -150,7 +150,8 @@ def environment(device) -> dict:
     import triton
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-           "lightning": lightning.__version__, "command": " ".join(sys.argv)}
+           "lightning": lightning.__version__, "command": " ".join(sys.argv),
+           "autotune": "--no-autotune" not in sys.argv}
     try:
         import fla
         env["fla"] = fla.__version__
@@ -232,7 +233,13 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100 SXM: 989)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny sizes, fp32")
     p.add_argument("--merge", nargs="+", help="results.json files of earlier runs to merge into --out")
+    p.add_argument("--no-autotune", action="store_true",
+                   help="keep each Triton kernel's first config instead of autotuning (fla tunes for minutes cold)")
     args = p.parse_args()
+    if args.no_autotune:
+        from triton.runtime import autotuner
+
+        autotuner.Autotuner._bench = lambda self, *a, config, **kw: [1.0, 1.0, 1.0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:
