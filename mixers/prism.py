@@ -147,12 +147,6 @@ class PRISM(Mixer):
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
         c, L = self.config, self.steps
         B, T, H, d = v.shape
-        if u.is_cuda and c.backend in ("auto", "triton"):  # one fused kernel instead of L x several small ones
-            from kernels.prism.triton.solver import prism_solver
-
-            res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
-            p_all = self.p_proj(u) if self.p_proj is not None else None
-            return prism_solver(v.reshape(B, T, H * d), res, p_all, L, d, c.solver, c.nonlinearity)
         p = self.p_proj(u).view(B, T, L, H, d) if self.p_proj is not None else None
         deltas = []
         if c.solver == "closed_form":

@@ -68,8 +68,7 @@ def prism_solver_bwd_kernel(v, res, p, ddelta, dv, dres, dp, N, HD: tl.constexpr
     if CLOSED_FORM:
         b_dret = tl.zeros([BLOCK], dtype=tl.float32)                  # dL/d retain_{l+1}
         b_dv = tl.zeros([BLOCK], dtype=tl.float32)
-        for i in tl.static_range(L):
-            l: tl.constexpr = L - 1 - i
+        for l in tl.static_range(L - 1, -1, -1):  # a constexpr assigned inside the loop fails to compile on GPU
             b_ret = tl.full([BLOCK], 1.0, tl.float32)                 # retain_l = prod_{j<l} (1 - P_j), recomputed
             for j in tl.static_range(l):
                 b_ret = b_ret * (1. - tl.sigmoid(_load(p, o_p + j * HD, m)))
@@ -83,8 +82,7 @@ def prism_solver_bwd_kernel(v, res, p, ddelta, dv, dres, dp, N, HD: tl.constexpr
     else:
         b_r0 = b_v - _load(res, offs, m)
         b_dr = tl.zeros([BLOCK], dtype=tl.float32)                    # dL/d r_{l+1}
-        for i in tl.static_range(L):
-            l: tl.constexpr = L - 1 - i
+        for l in tl.static_range(L - 1, -1, -1):
             b_r = b_r0                                                # r_l, recomputed
             for j in tl.static_range(l):
                 b_zj = b_r * _load(p, o_p + j * HD, m) if HAS_GAIN else b_r
