@@ -42,7 +42,9 @@ def resolve_run_dir(cfg) -> tuple[Path, str | None]:
         if not path.is_file():
             raise RunError(f"ckpt_path={ckpt}: {path} does not exist")
         return run_dir, str(path)
-    name = cfg.logging.name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    # DDP re-runs this script once per rank: the first process picks the name and the others inherit it.
+    name = cfg.logging.name or os.environ.get("PRISM_RUN_NAME") or datetime.now().strftime("%Y%m%d-%H%M%S")
+    os.environ["PRISM_RUN_NAME"] = name
     if ckpt is not None and not Path(ckpt).is_file():
         raise RunError(f"ckpt_path: checkpoint file {ckpt!r} does not exist")
     return root / name, ckpt
@@ -127,6 +129,13 @@ def build_trainer(cfg, run_dir: Path, module, loggers):
 
 def run(cfg) -> dict:
     """Train (and test where the task has a test set) one configuration; returns the final metrics."""
+    try:
+        return _run(cfg)
+    finally:
+        os.environ.pop("PRISM_RUN_NAME", None)  # the next run in this process picks its own name
+
+
+def _run(cfg) -> dict:
     import lightning as L
     from omegaconf import OmegaConf
 
@@ -159,9 +168,10 @@ def run(cfg) -> dict:
         best = trainer.checkpoint_callback.best_model_path or None
         for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
             metrics.update({k: float(v) for k, v in result.items()})
-    metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir))
+    metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir),
+                   global_zero=trainer.is_global_zero)
     if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))
+        (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))  # metrics of the last validation
     for logger in loggers:
         logger.finalize("success")
         if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
@@ -201,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(summary_line(cfg, metrics))
+    if metrics["global_zero"]:
+        print(summary_line(cfg, metrics))
     return 0
 
 

@@ -165,6 +165,10 @@ def environment(device) -> dict:
     return env
 
 
+def one_line(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "/")[:120]
+
+
 def write_tables(out: Path, result: dict) -> str:
     lines = [f"Device: {result['env']['device']}; torch {result['env']['torch']}, triton {result['env']['triton']}, "
              f"fla {result['env']['fla']}", f"Command: `{result['env']['command']}`", ""]
@@ -176,7 +180,7 @@ def write_tables(out: Path, result: dict) -> str:
             cells = []
             for seq, batch in LAYER_SETTINGS:
                 r = next((r for r in result["layers"] if r["mixer"] == key and r["seq"] == seq), None)
-                cells.append("-" if r is None else r.get("error", f"{r['tokens_per_s'] / 1e3:.0f} | "
+                cells.append("-" if r is None else one_line(r["error"]) if "error" in r else (f"{r['tokens_per_s'] / 1e3:.0f} | "
                              f"{r.get('peak_mem_gib', 0) * 1024:.0f} | {r['tflops']:.1f}"))
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -186,7 +190,7 @@ def write_tables(out: Path, result: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for r in result["model"]:
             if "error" in r:
-                lines.append(f"| {r['mixer']} | error: {r['error']} |||||")
+                lines.append(f"| {r['mixer']} | error: {one_line(r['error'])} |||||")
                 continue
             lines.append(f"| {r['mixer']} | {r['params_m']:.1f} | {r['tokens_per_s'] / 1e3:.1f} | "
                          f"{r.get('peak_mem_gib', 0):.1f} | {r.get('mfu', 0):.3f} | {r['first_loss']:.3f} -> "
@@ -246,7 +250,8 @@ def main() -> None:
         merged = {"env": None, "layers": [], "model": []}
         for path in args.merge:
             part = json.loads(Path(path).read_text())
-            merged["env"] = merged["env"] or part["env"]
+            merged["env"] = merged["env"] or dict(part["env"], command="")
+            merged["env"]["command"] += ("; " if merged["env"]["command"] else "") + part["env"]["command"]
             merged["layers"] += part["layers"]
             merged["model"] += part["model"]
         (out / "results.json").write_text(json.dumps(merged, indent=1))
