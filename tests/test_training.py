@@ -20,8 +20,13 @@ def tiny(tmp_path, *overrides):
     return compose_config([*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", *overrides])
 
 
-def test_mqar_learns_well_above_chance(tmp_path):
-    metrics = run(tiny(tmp_path, "trainer.max_steps=300", "trainer.val_check_interval=300"))
+@pytest.mark.parametrize("mixer, overrides", [
+    ("attention", ["trainer.max_steps=300", "trainer.val_check_interval=300"]),
+    # recurrent: slower to find recall at this size
+    ("prism", ["trainer.max_steps=800", "trainer.val_check_interval=800", "model.mixers.prism.num_heads=1"]),
+])
+def test_mqar_learns_well_above_chance(tmp_path, mixer, overrides):
+    metrics = run(tiny(tmp_path, f"mixer={mixer}", *overrides))
     chance = 2 / 64
     assert metrics["val/acc"] > 5 * chance, metrics
     assert (Path(metrics["run_dir"]) / "config.yaml").is_file()
@@ -104,8 +109,9 @@ def test_bad_run_input_exits_cleanly(tmp_path, capsys, argv, message):
     assert not any(tmp_path.iterdir())
 
 
-def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, shared_data):
-    cfg = compose_config(["experiment=lm_char", f"data.path={shared_data / 'text' / 'tinyshakespeare.txt'}",
+@pytest.mark.parametrize("mixer", ["attention", "prism"])
+def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, shared_data, mixer):
+    cfg = compose_config(["experiment=lm_char", f"mixer={mixer}", f"data.path={shared_data / 'text' / 'tinyshakespeare.txt'}",
                           f"data.cache_dir={tmp_path / 'cache'}", "data.seq_len=64", "data.batch_size=16",
                           "data.val_max_batches=8", "model.d_model=32", "model.repeat=2", "model.dropout=0",
                           "trainer.max_steps=300", "trainer.val_check_interval=300", "optim.lr=3e-3",
