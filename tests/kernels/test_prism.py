@@ -6,13 +6,6 @@ import torch.nn.functional as F
 from kernels.prism import prism_delta_rule, prism_delta_rule_flops
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes: one thread is faster, and immune to a busy machine's thread-pool stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_inputs(B=2, T=37, H=2, L=2, K=8, V=6, dtype=torch.float64, seed=0, n_states=None):

@@ -10,13 +10,6 @@ from mixers import get_mixer
 from mixers.prism import PRISM, PRISMConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes: one thread is faster, and immune to a busy machine's thread-pool stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 D = 16
 VARIANTS = {
