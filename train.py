@@ -180,8 +180,9 @@ def _run(cfg) -> dict:
 
 
 def summary_line(cfg, metrics: dict) -> str:
-    shown = [f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if k.startswith(("val/", "test/"))
-             and "@" not in k or k in ("val/ndcg@10", "test/ndcg@10", "test/hr@10")]
+    headline = ("val/", "test/")
+    shown = [f"{k}={metrics[k]:.4g}" for k in sorted(metrics)
+             if k.startswith(headline) and ("@" not in k or k.endswith(("ndcg@10", "hr@10")))]
     return (f"done: experiment={cfg.experiment} layers={list(cfg.model.layers)}x{cfg.model.repeat} "
             f"steps={metrics['step']} {' '.join(shown)} time={metrics['seconds']}s run_dir={metrics['run_dir']}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .schema import RunConfig
@@ -122,8 +122,8 @@ def _typed_section(schema: type, value: Any, where: str) -> DictConfig:
         return OmegaConf.merge(base, value)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        return_help = f"; allowed keys: {', '.join(base.keys())}" if "not in" in str(err.msg) else ""
-        raise ConfigError(f"config key '{where}.{key}': {err.msg}{return_help}") from None
+        allowed = f"; allowed keys: {', '.join(base.keys())}" if "not in" in str(err.msg) else ""
+        raise ConfigError(f"config key '{where}.{key}': {err.msg}{allowed}") from None
 
 
 def _validate_model_and_data(cfg: DictConfig) -> None:
@@ -188,7 +188,3 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
 def config_to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-
-
-def is_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple, ListConfig))
