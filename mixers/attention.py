@@ -66,10 +66,13 @@ class Attention(Mixer):
                 raise NotImplementedError("attention: a KV cache with packed sequences (cu_seqlens) is not supported")
             if B != 1:
                 raise ValueError(f"cu_seqlens requires batch size 1 (packed sequences), got batch {B}")
-            seg, pos = segment_positions(cu_seqlens, T)
+            _, pos = segment_positions(cu_seqlens, T)
             q, k = rope(q, pos[None], self.config.rope_theta), rope(k, pos[None], self.config.rope_theta)
-            allowed = (seg[:, None] == seg[None, :]) & self._visible(pos[:, None], pos[None, :])
-            y = self._attend(q, k, v, allowed[None, None])
+            # one causal attention per document: memory grows with the longest document, not the whole pack
+            bounds = cu_seqlens.tolist()
+            pieces = [self._attend(q[:, a:b], k[:, a:b], v[:, a:b], self._window_mask(b - a, x.device))
+                      for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+            y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(B, 0, H, d)
             return self.o_proj(y.reshape(B, T, H * d)), None
 
         start = state["next_pos"] if state is not None else torch.zeros(B, dtype=torch.long, device=x.device)
@@ -98,6 +101,12 @@ class Attention(Mixer):
             new_state = {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:], "real": real_k[:, -keep:],
                          "next_pos": start + real.long().sum(1)}
         return y, new_state
+
+    def _window_mask(self, length: int, device) -> torch.Tensor | None:
+        if self.config.window is None:
+            return None  # plain causal
+        pos = torch.arange(length, device=device)
+        return self._visible(pos[:, None], pos[None, :])[None, None]
 
     def _visible(self, pos_q: torch.Tensor, pos_k: torch.Tensor) -> torch.Tensor:
         ok = pos_k <= pos_q
