@@ -62,6 +62,11 @@ def _key_help(cfg: DictConfig, full_key: str) -> str:
     return ""
 
 
+def _first_line(err: OmegaConfBaseException) -> str:
+    """OmegaConf appends full_key/object_type lines to its messages; we name the key ourselves."""
+    return str(err.msg).splitlines()[0]
+
+
 def _merge(cfg: DictConfig, source: Any, where: str) -> DictConfig:
     """Merge one source into cfg; a ``data`` section naming another datamodule replaces the old one."""
     if isinstance(source, dict) and isinstance(source.get("data"), dict) and "name" in source["data"]:
@@ -71,7 +76,9 @@ def _merge(cfg: DictConfig, source: Any, where: str) -> DictConfig:
         return OmegaConf.merge(cfg, source)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"config key '{key}' (from {where}): {err.msg}{_key_help(cfg, str(key))}") from None
+        unknown = "not in" in _first_line(err)
+        raise ConfigError(f"config key '{key}' (from {where}): {_first_line(err)}"
+                          f"{_key_help(cfg, str(key)) if unknown else ''}") from None
 
 
 def _merge_file(cfg: DictConfig, group: str, name: str, seen: tuple = ()) -> DictConfig:
@@ -123,7 +130,7 @@ def _typed_section(schema: type, value: Any, where: str) -> DictConfig:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         allowed = f"; allowed keys: {', '.join(base.keys())}" if "not in" in str(err.msg) else ""
-        raise ConfigError(f"config key '{where}.{key}': {err.msg}{allowed}") from None
+        raise ConfigError(f"config key '{where}.{key}': {_first_line(err)}{allowed}") from None
 
 
 def _validate_model_and_data(cfg: DictConfig) -> None:
@@ -174,14 +181,14 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
         try:
             override = OmegaConf.from_dotlist([item])
         except OmegaConfBaseException as err:
-            raise ConfigError(f"command-line argument {item!r}: {err.msg}") from None
+            raise ConfigError(f"command-line argument {item!r}: {_first_line(err)}") from None
         cfg = _merge(cfg, OmegaConf.to_container(override), f"command line '{item}'")
     _validate_model_and_data(cfg)
     _check_choices(cfg, "")
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"config key '{getattr(err, 'full_key', '?')}': {err.msg} (set it in a YAML file or on "
+        raise ConfigError(f"config key '{getattr(err, 'full_key', '?')}': {_first_line(err)} (set it in a YAML file or on "
                           f"the command line)") from None
     return cfg
 
