@@ -168,6 +168,7 @@ def execute(plan: list[dict]) -> int:
         if (run_dir / "checkpoints" / "last.ckpt").is_file():
             cfg.ckpt_path = "last"
         record = {k: item[k] for k in ("label", "pattern", "seed", "lr", "vary_key", "setting", "group")}
+        record["index"] = i  # tables list patterns and settings in the order of the command line
         print(f"{head}: training", flush=True)
         try:
             metrics = run(cfg)
@@ -270,8 +271,9 @@ def collect_runs(root: Path) -> list[dict]:
             "status": "done" if metrics else record.get("status", "incomplete"),
             "layers": layers, "params": params, "state_size": state, "eval_seq_len": T,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "index": record.get("index", 10 ** 9),
         })
-    return runs
+    return sorted(runs, key=lambda r: (r["index"], r["run_dir"]))
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------
@@ -526,7 +528,8 @@ def report(root: Path, out: Path, metric: str, mode: str) -> tuple[list[dict], s
     vary_key = next(iter(vary_keys)) if len(vary_keys) == 1 else ("setting" if vary_keys else None)
     rows = summarise(runs, metric, mode)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "runs.csv", [{k: v for k, v in r.items() if k != "metrics"} | r["metrics"] for r in runs])
+    write_csv(out / "runs.csv", [{k: v for k, v in r.items() if k not in ("metrics", "index")} | r["metrics"]
+                                 for r in runs])
     write_csv(out / "summary.csv", rows)
     text = markdown(rows, runs, metric, vary_key)
     (out / "summary.md").write_text(text)

@@ -105,3 +105,15 @@ def test_each_run_is_its_own_wandb_run_in_one_group(tmp_path, monkeypatch):
 def test_command_line_errors(argv, message, capsys, tmp_path):
     assert compare.main([*TINY, *argv, "--out", str(tmp_path / "x")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_vary_axis_keeps_command_line_order_and_pivots(tmp_path):
+    out = tmp_path / "vary"
+    code = compare.main([*TINY, "--patterns", "[attention]", "--vary", "optim.weight_decay=0.2,0.0", "--out", str(out),
+                         "--", "trainer.max_steps=2", "logging.wandb=false"])
+    assert code == 0
+    summary = read_csv(out / "summary.csv")
+    assert [r["setting"] for r in summary] == ["0.2", "0.0"]
+    md = (out / "summary.md").read_text()
+    assert "| optim.weight_decay | attention |" in md
+    assert (out / "metric_by_setting.png").read_bytes()[:4] == b"\x89PNG"
