@@ -28,9 +28,11 @@ Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 
 * ``mux`` (k = data bits): a k-to-1 multiplexer: a select token S[s] (s uniform in [0, k)), k data bits, QUERY;
   answer the data bit number s (counting from 0 after the select token).
 * ``silence_gate`` (k = longest final silence): a stream of N-1 tokens: bits and gate tokens (SILENCE closes the
-  gate, SPEAK opens it; the stream starts with SPEAK and toggles with probability 0.1 per token); it ends with
-  SILENCE followed by s ~ U[1, k] bits spoken while silent, then QUERY; answer the last bit spoken while the gate
-  was open (the bit just before the final SILENCE). A model must stop writing while the gate is closed.
+  gate, SPEAK opens it, whatever its state: a gate token may be redundant). The stream starts with SPEAK; each
+  later token is a gate token with probability 0.1 (SPEAK or SILENCE, even odds), else a bit. It ends with a bit
+  spoken while open, SILENCE, and a silent span of s ~ U[1, k] tokens (bits, each replaced by a redundant SILENCE
+  with probability 0.1), then QUERY; answer the last bit spoken while the gate was open. A model must stop
+  writing while the gate is closed (the token before the last SILENCE is often a silent bit).
 * ``variable_tracking`` (k = hops): ``num_chains`` chains of assignments, two tokens each (destination, source):
   ``x1 = value``, ``x2 = x1``, ..., ``xk = x(k-1)``, the chains' statements interleaved at random (each chain in
   order); variables are distinct symbols from the first 3/4 of S, values distinct symbols from the last 1/4.
@@ -58,7 +60,7 @@ FILL, QUERY, SILENCE, SPEAK, BIT0, BIT1 = 0, 1, 2, 3, 4, 5
 SYMBOL0 = 8  # S[i] = SYMBOL0 + i
 TASKS = ("mqar", "parity", "local_xor", "modulo_add", "palindrome", "mux", "silence_gate", "variable_tracking",
          "poly_recall")
-TOGGLE_P = 0.1  # silence_gate: probability that a stream token is a gate toggle
+GATE_P = 0.1  # silence_gate: probability that a stream token is a gate token
 
 
 def default_difficulties(task: str, seq_len: int) -> list[int]:
@@ -160,20 +162,23 @@ def _silence_gate(rng, num, k, s: _Spec):
     answers = np.zeros(num, dtype=np.int64)
     for r in range(num):
         silent = int(rng.integers(1, k + 1))
-        prefix_len = n - 1 - silent  # prefix, then SILENCE, then the silent bits
+        prefix_len = n - 1 - silent  # prefix, then SILENCE, then the silent span
         stream, is_open = [SPEAK], True
-        toggles, bits = rng.random(prefix_len), _bits(rng, prefix_len)
+        gates, coins, bits = rng.random(prefix_len), rng.random(prefix_len), _bits(rng, prefix_len)
         for i in range(1, prefix_len - 2):
-            if toggles[i] < TOGGLE_P:
-                stream.append(SILENCE if is_open else SPEAK)
-                is_open = not is_open
+            if gates[i] < GATE_P:  # set (SPEAK) or reset (SILENCE), whatever the gate's state
+                stream.append(SPEAK if coins[i] < 0.5 else SILENCE)
+                is_open = stream[-1] == SPEAK
             else:
                 stream.append(BIT0 + int(bits[i]))
         stream.append(BIT0 + int(bits[0]) if is_open else SPEAK)  # make sure the gate is open for the answer
         answer = BIT0 + int(bits[-1])
-        stream.append(answer)
-        stream.append(SILENCE)
-        stream.extend((BIT0 + _bits(rng, silent)).tolist())
+        stream += [answer, SILENCE]
+        # the silent span: bits, and redundant SILENCE tokens, so that the answer is not simply the token
+        # before the last SILENCE
+        span = BIT0 + _bits(rng, silent)
+        span[rng.random(silent) < GATE_P] = SILENCE
+        stream.extend(span.tolist())
         stream.append(QUERY)
         inputs[r] = stream
         answers[r] = answer

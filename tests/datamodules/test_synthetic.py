@@ -152,9 +152,17 @@ def test_probe_difficulty_is_what_it_says():
     assert ((x != FILL).sum(1) == 11).all()  # 10 bits + QUERY
     x, _ = probe_examples("variable_tracking", 16, k=3, seed=0, num_chains=4)
     assert ((x != FILL).sum(1) == 2 * 4 * 3 + 2).all()
-    x, _ = probe_examples("silence_gate", 200, k=5, seed=0)
-    silent = [128 - 2 - max(i for i, t in enumerate(row) if t == SILENCE) for row in x.tolist()]
-    assert set(silent) == {1, 2, 3, 4, 5}  # the final silence has 1..k bits
+    x, y = probe_examples("silence_gate", 400, k=5, seed=0)
+    silent, shortcut = [], 0
+    for row, answer in zip(x.tolist(), y[:, -1].tolist()):
+        last_speak = max(i for i, t in enumerate(row) if t == SPEAK)
+        closing = row.index(SILENCE, last_speak)
+        silent.append(128 - 2 - closing)
+        assert SPEAK not in row[closing:] and row[closing - 1] == answer
+        last_silence = max(i for i, t in enumerate(row) if t == SILENCE)
+        shortcut += row[last_silence - 1] == answer
+    assert set(silent) == {1, 2, 3, 4, 5}  # the final silence has 1..k tokens
+    assert shortcut < 0.95 * len(silent)  # "the token before the last SILENCE" is not the answer
 
 
 def test_probe_mqar_is_zoology_mqar_at_the_probe_size():
