@@ -359,8 +359,8 @@ def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | No
             state += f" (T={r['eval_seq_len']})" if "attention" in r["layers"] else ""
         cells = ([str(r["setting"])] if vary_key else []) + [
             r["pattern"], r["layers"], state, fmt_count(r["params"]), f"{r['best_lr']:g}",
-            fmt_acc(r["mean"], r["std"]), str(r["seeds"])] + [fmt_acc(r.get(s, math.nan)) for s in slices] + [
-            str(r["steps"]), f"{r['minutes']:.1f}"]
+            fmt_acc(r["mean"], r["std"] if r["seeds"] > 1 else None), str(r["seeds"])]
+        cells += [fmt_acc(r.get(s, math.nan)) for s in slices] + [str(r["steps"]), f"{r['minutes']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if vary_key and rows:

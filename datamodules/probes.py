@@ -268,7 +268,8 @@ class ProbeDataset(Dataset):
     BLOCK = 512
 
     def __init__(self, task: str, difficulties: list[int], size: int, *, seed: int, **kw):
-        self.task, self.difficulties, self.size, self.seed, self.kw = task, [int(k) for k in difficulties], size, seed, kw
+        self.task, self.size, self.seed, self.kw = task, size, seed, kw
+        self.difficulties = [int(k) for k in difficulties]
         if not self.difficulties:
             raise ValueError(f"probe task {task!r}: no difficulties given")
         for k in self.difficulties:  # fail at construction, not in the middle of training
