@@ -1,0 +1,110 @@
+"""Compile, without a GPU, every Triton kernel that an op launches, for a GPU target (default: Hopper, sm_90).
+
+Triton compiles for a target it is told about (front end -> TTIR -> TTGIR -> LLVM -> PTX -> ptxas cubin) without
+touching a device. Inside :func:`compile_only` a kernel launch compiles for that target and returns without
+running, so an op's host code runs end to end on CPU tensors (values are garbage, shapes are real) and every
+kernel it reaches is compiled with the constexprs, dtypes and autotune configs it would get on the GPU. This
+catches what the interpreter cannot: compile errors ("constexpr cannot be reassigned", type errors in
+compiled-only paths) and shared memory beyond the card's limit.
+
+    with compile_only() as report:
+        out = op(*cpu_inputs); out.sum().backward()
+    report.kernels  # one entry per compiled kernel: name, seconds, shared memory, config
+
+Autotuned kernels of ``modules`` (default: this repository's ``kernels.``) are compiled with every config;
+other libraries' kernels (fla) with the first config only. fla is imported before the target is switched, so its
+hardware-dependent choices (block sizes for Hopper) are those of the machine running the check, not the target's.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+
+HOPPER_SMEM_BYTES = 232448  # max dynamic shared memory per block on H100/H200 (227 KiB)
+_ACTIVE = False
+
+
+def compiling_only() -> bool:
+    """True inside compile_only(): ops that refuse CPU tensors should let their kernels compile."""
+    return _ACTIVE
+
+
+@dataclass
+class CompileReport:
+    kernels: list[dict] = field(default_factory=list)
+
+    def over_smem(self, limit: int = HOPPER_SMEM_BYTES) -> list[dict]:
+        return [k for k in self.kernels if k["shared"] > limit]
+
+
+class _CompileOnlyDriver:
+    """What triton's launch path asks the active driver for, answered for a fixed target."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def get_current_target(self):
+        return self.target
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def is_active(self):
+        return True
+
+
+@contextlib.contextmanager
+def compile_only(arch: int = 90, modules: tuple[str, ...] = ("kernels.",)):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime import autotuner, jit
+    from triton.runtime.driver import driver
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise RuntimeError("compile_only() needs compiled Triton: unset TRITON_INTERPRET")
+    with contextlib.suppress(ImportError):  # fla reads the active driver at import: import it as on this machine
+        import fla  # noqa: F401
+    report = CompileReport()
+    old_run, old_bench, old_cache = jit.JITFunction.run, autotuner.Autotuner._bench, autotuner.Autotuner.check_disk_cache
+    old_driver = driver._active
+
+    def run(self, *args, grid, warmup, **kwargs):
+        cache = self.device_caches[0][0]
+        n_before = len(cache)
+        t0 = time.perf_counter()
+        kernel = old_run(self, *args, grid=grid, warmup=True, **kwargs)  # compile, never launch
+        if len(cache) > n_before:
+            report.kernels.append({
+                "name": self.fn.__name__, "module": self.fn.__module__, "seconds": time.perf_counter() - t0,
+                "shared": kernel.metadata.shared, "num_warps": kernel.metadata.num_warps,
+                "num_stages": kernel.metadata.num_stages,
+                "constexprs": {k: v for k, v in kwargs.items() if isinstance(v, (int, bool, str))}})
+        return kernel
+
+    def bench(self, *args, config, **meta):
+        if self.base_fn.__module__.startswith(modules):  # ours: compile every config
+            self.fn.run(*args, **dict(meta, **config.all_kwargs()))
+        return [1.0, 1.0, 1.0]  # equal timings: the first pruned config is kept
+
+    def no_disk_cache(self, tuning_key, configs, bench_fn):
+        bench_fn()
+        return False
+
+    jit.JITFunction.run = run
+    autotuner.Autotuner._bench = bench
+    autotuner.Autotuner.check_disk_cache = no_disk_cache
+    driver.set_active(_CompileOnlyDriver(GPUTarget("cuda", arch, 32)))
+    global _ACTIVE
+    _ACTIVE = True
+    try:
+        yield report
+    finally:
+        _ACTIVE = False
+        jit.JITFunction.run, autotuner.Autotuner._bench = old_run, old_bench
+        autotuner.Autotuner.check_disk_cache = old_cache
+        driver._active = old_driver

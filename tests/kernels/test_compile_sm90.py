@@ -1,0 +1,54 @@
+"""Our Triton kernels compile for Hopper (sm_90) on this CPU-only machine (kernels/compile_check.py): the PRISM
+Triton op forward and backward (bf16, head dim 128, initial and final state, every autotune config of our
+kernels) and the fused solver in every variant, each within the card's shared memory. The interpreter tests
+check the numbers; this catches what only the compiler sees (the fused solver once failed on an H100 with
+"constexpr cannot be reassigned", which the interpreter ran happily). In a subprocess: the check swaps
+triton's active driver. fp32 is left out: its ptxas time is minutes (see kernels/compile_check.py)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r'''
+import json
+import torch
+import torch.nn.functional as F
+from kernels.compile_check import HOPPER_SMEM_BYTES, compile_only
+from kernels.prism import prism_delta_rule
+from kernels.prism.triton.solver import prism_solver
+
+torch.manual_seed(0)
+B, T, H, L, K, V, d = 1, 100, 2, 2, 128, 128, 128
+bf = lambda *s: torch.randn(*s).to(torch.bfloat16).requires_grad_()  # noqa: E731
+with compile_only() as report:
+    q, k, v, beta = bf(B, T, H, K), bf(B, T, H, L, K), bf(B, T, H, L, V), bf(B, T, H, L)
+    g, h0 = torch.randn(B, T, H).requires_grad_(), torch.randn(B, H, K, V).requires_grad_()
+    o, h = prism_delta_rule(q, k, v, beta, g, initial_state=h0, output_final_state=True, backend="triton")
+    (o.float().sum() + h.sum()).backward()
+    for solver, nonlinearity, gain in [("paper", "gelu", True), ("paper", "identity", False),
+                                       ("closed_form", "gelu", True)]:
+        vv, res = bf(B, T, H * d), bf(B, T, H * d)
+        p = bf(B, T, L * H * d) if gain else None
+        prism_solver(vv, res, p, L, d, solver, nonlinearity).float().sum().backward()
+print(json.dumps({"kernels": report.kernels, "over": report.over_smem(), "limit": HOPPER_SMEM_BYTES}))
+'''
+
+
+def test_triton_kernels_compile_for_sm90():
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITON_F32_DEFAULT")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    names = [k["name"] for k in result["kernels"]]
+    ours = [k for k in result["kernels"] if k["module"].startswith("kernels.")]
+    assert {"prism_extra_fwd_kernel", "prism_extra_bwd_kernel", "prism_solver_fwd_kernel",
+            "prism_solver_bwd_kernel"} <= set(names), names
+    assert names.count("prism_extra_bwd_kernel") == 4  # every autotune config of ours is compiled
+    assert names.count("prism_solver_bwd_kernel") == 3  # one per solver variant
+    assert not result["over"], f"shared memory above {result['limit']} bytes: {result['over']}"
+    assert all(k["shared"] >= 0 for k in ours)
