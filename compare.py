@@ -296,8 +296,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarise(runs: list[dict], metric: str, mode: str) -> list[dict]:
-    """One row per (setting, pattern): the best learning rate by the mean metric over seeds, and its numbers."""
+def summarise(runs: list[dict], metric: str, mode: str, columns: list[str] = ()) -> list[dict]:
+    """One row per (setting, pattern): the best learning rate by the mean metric over seeds, and its numbers
+    (mean ± std over seeds of the metric and of every extra column, e.g. test metrics)."""
     done = [r for r in runs if r["status"] == "done"]
     slices = slice_keys(done, metric)
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -328,6 +329,8 @@ def summarise(runs: list[dict], metric: str, mode: str) -> list[dict]:
                "runs": [r["run_dir"] for r in chosen]}
         for s in slices:
             row[s] = mean_std([r["metrics"].get(s, math.nan) for r in chosen])[0]
+        for c in columns:
+            row[c], row[c + " std"] = mean_std([r["metrics"].get(c, math.nan) for r in chosen])
         rows.append(row)
     return rows
 
@@ -348,10 +351,12 @@ def fmt_acc(mean: float, std: float | None = None) -> str:
     return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | None) -> str:
+def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | None,
+             columns: list[str] = ()) -> str:
     slices = [k for k in slice_keys([r for r in runs if r["status"] == "done"], metric)]
     head = (["setting"] if vary_key else []) + ["pattern", "layers", "state size", "params", "best lr",
-                                                f"{metric} (mean ± std)", "seeds"] + slices + ["steps", "min/run"]
+                                                f"{metric} (mean ± std)", "seeds"] + slices + list(columns)
+    head += ["steps", "min/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         state = f"{r['state_size']:,}" if r["state_size"] is not None else "?"
@@ -360,7 +365,9 @@ def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | No
         cells = ([str(r["setting"])] if vary_key else []) + [
             r["pattern"], r["layers"], state, fmt_count(r["params"]), f"{r['best_lr']:g}",
             fmt_acc(r["mean"], r["std"] if r["seeds"] > 1 else None), str(r["seeds"])]
-        cells += [fmt_acc(r.get(s, math.nan)) for s in slices] + [str(r["steps"]), f"{r['minutes']:.1f}"]
+        cells += [fmt_acc(r.get(s, math.nan)) for s in slices]
+        cells += [fmt_acc(r.get(c, math.nan), r[c + " std"] if r["seeds"] > 1 else None) for c in columns]
+        cells += [str(r["steps"]), f"{r['minutes']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if vary_key and rows:
@@ -520,18 +527,18 @@ def plots(out: Path, rows: list[dict], runs: list[dict], metric: str, vary_key: 
     return written
 
 
-def report(root: Path, out: Path, metric: str, mode: str) -> tuple[list[dict], str]:
+def report(root: Path, out: Path, metric: str, mode: str, columns: list[str] = ()) -> tuple[list[dict], str]:
     runs = collect_runs(root)
     if not runs:
         raise CompareError(f"no runs (folders with config.yaml and summary.json) under {root}")
     vary_keys = {r["vary_key"] for r in runs if r["vary_key"]}
     vary_key = next(iter(vary_keys)) if len(vary_keys) == 1 else ("setting" if vary_keys else None)
-    rows = summarise(runs, metric, mode)
+    rows = summarise(runs, metric, mode, columns)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "runs.csv", [{k: v for k, v in r.items() if k not in ("metrics", "index")} | r["metrics"]
                                  for r in runs])
     write_csv(out / "summary.csv", rows)
-    text = markdown(rows, runs, metric, vary_key)
+    text = markdown(rows, runs, metric, vary_key, columns)
     (out / "summary.md").write_text(text)
     written = plots(out, rows, runs, metric, vary_key) if rows else []
     print(text)
@@ -555,6 +562,8 @@ def parse_args(argv: list[str]):
     parser.add_argument("--vary", default=None, help="KEY=V1,V2,...: one more axis, e.g. data.task=parity,mux")
     parser.add_argument("--metric", default="val/acc", help="validation metric that picks the lr (default val/acc)")
     parser.add_argument("--mode", choices=("max", "min"), default="max")
+    parser.add_argument("--columns", nargs="+", default=[], metavar="METRIC", help="more metrics to report, mean "
+                        "± std over seeds at the chosen lr (e.g. test/hr@10 test/ndcg@10 test/mrr)")
     parser.add_argument("--out", default=None, help="output folder (default runs/compare/<experiment>-<time>)")
     parser.add_argument("--group", default=None, help="W&B group (default: the output folder's name)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiny models: 1)")
@@ -576,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             if not root.is_dir():
                 raise CompareError(f"--from-runs: {root} is not a folder")
             report(root / "runs" if (root / "runs").is_dir() else root, Path(args.out or root), args.metric,
-                   args.mode)
+                   args.mode, args.columns)
             return 0
         if not args.patterns:
             raise CompareError("--patterns: give at least one mixer pattern (or --from-runs DIR)")
@@ -594,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         print(f"compare: {len(plan)} runs of experiment {experiment} into {out} (W&B group {group})", flush=True)
         failed = execute(plan)
-        report(out / "runs", out, args.metric, args.mode)
+        report(out / "runs", out, args.metric, args.mode, args.columns)
     except CompareError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -74,6 +74,20 @@ def test_from_runs_remakes_the_same_table(sweep, tmp_path):
     assert (tmp_path / "loss_curves.png").is_file()
 
 
+def test_extra_columns_are_mean_and_std_over_seeds(sweep, tmp_path):
+    code = compare.main(["--from-runs", str(sweep), "--out", str(tmp_path), "--columns", "val/loss", "val/acc@4"])
+    assert code == 0
+    runs = read_csv(tmp_path / "runs.csv")
+    for row in read_csv(tmp_path / "summary.csv"):
+        chosen = [r for r in runs if r["label"] == row["pattern"] and float(r["lr"]) == float(row["best_lr"])]
+        for column in ("val/loss", "val/acc@4"):
+            values = [float(r[column]) for r in chosen]
+            assert float(row[column]) == pytest.approx(statistics.fmean(values))
+            assert float(row[column + " std"]) == pytest.approx(statistics.stdev(values))
+    header = (tmp_path / "summary.md").read_text().splitlines()[0]
+    assert "| val/loss | val/acc@4 |" in header
+
+
 def test_rerun_keeps_finished_runs(sweep, capsys):
     code = compare.main([*TINY, "--patterns", PATTERNS[0], "--seeds", "0", "--lrs", "1e-3", "--out", str(sweep),
                          "--", "logging.wandb=false"])
