@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -118,7 +119,7 @@ def build_trainer(cfg, run_dir: Path, module, loggers):
         precision = "bf16-mixed" if gpu else "32-true"
     limit_val = t.limit_val_batches if t.limit_val_batches <= 1.0 else int(t.limit_val_batches)
     return L.Trainer(
-        max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
@@ -147,6 +148,9 @@ def _run(cfg) -> dict:
     config = config_to_dict(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir, ckpt_path = resolve_run_dir(cfg)
+    max_time = cfg.trainer.max_time
+    if max_time is not None and not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", max_time):
+        raise RunError(f"trainer.max_time: expected DD:HH:MM:SS (e.g. 00:02:30:00), got {max_time!r}")
     datamodule = get_datamodule(cfg.data.name)(cfg.data, seed=cfg.seed)
     try:
         datamodule.prepare_data()

@@ -60,6 +60,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     ckpt_every_n_steps: Optional[int] = None  # default: at every validation
     early_stopping_patience: Optional[int] = None  # validations without improvement of the monitored metric
+    max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS": training stops there, as at max_steps
     enable_progress_bar: bool = True
     deterministic: bool = False
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected

@@ -102,6 +102,7 @@ def test_checkpoint_from_a_different_model_is_refused(tmp_path, capsys):
     (["model.layers=[attention,nosuch]"], "nosuch"),
     (["ckpt_path=last"], "no run of experiment"),
     (["ckpt_path=/nonexistent.ckpt"], "does not exist"),
+    (["trainer.max_time=90s"], "trainer.max_time: expected DD:HH:MM:SS"),
 ])
 def test_bad_run_input_exits_cleanly(tmp_path, capsys, argv, message):
     assert main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *argv]) == 2
