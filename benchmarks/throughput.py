@@ -40,13 +40,17 @@ MIXER_OVERRIDES = {
     "gdn": ["model.mixers.gdn.num_heads=6", "model.mixers.gdn.head_dim=128", "model.mixers.gdn.expand_v=1.0"],
     "gla": [],
     "mamba2": [],
-    "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=64", "model.mixers.ttt_mlp.checkpoint_group=16"],
+    "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=64"],
+    "ttt_mlp_ckpt": ["model.mixers.ttt_mlp.head_dim=64", "model.mixers.ttt_mlp.checkpoint_group=16"],
+    "ttt_mlp_compile": ["model.mixers.ttt_mlp.head_dim=64", "model.mixers.ttt_mlp.compile=true"],
 }
 LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
 
 
 def mixer_name(key: str) -> str:
-    return "prism" if key.startswith("prism") else key
+    """The registered mixer a row key names: the longest registered name it starts with (prism_chunk -> prism)."""
+    from mixers.registry import mixer_names
+    return max((n for n in mixer_names() if key.startswith(n)), key=len, default=key)
 
 
 def compose(key: str, d_model: int, extra: list[str]) -> dict:

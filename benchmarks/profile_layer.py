@@ -1,0 +1,53 @@
+"""Where one mixer layer's forward+backward time goes on the GPU: torch.profiler's CUDA kernel table.
+
+    python benchmarks/profile_layer.py --mixer prism --seq 2048 --batch 8 [--rows 30]
+Same layer and sizes as throughput.py's layer benchmark (d_model 768, bf16 autocast).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import compose, mixer_name  # noqa: E402
+
+from mixers.registry import get_mixer  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mixer", default="prism")
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=768)
+    p.add_argument("--rows", type=int, default=30)
+    p.add_argument("--override", nargs="*", default=[], help="extra config overrides, e.g. model.mixers.prism.steps=3")
+    args = p.parse_args()
+    name = mixer_name(args.mixer)
+    cfg = compose(args.mixer, args.d_model, args.override)
+    layer = get_mixer(name)(args.d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name])).cuda()
+    x = torch.randn(args.batch, args.seq, args.d_model, device="cuda", requires_grad=True)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y, _ = layer(x)
+        y.float().square().mean().backward()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+    print(f"{args.mixer} seq {args.seq} x batch {args.batch}, 5 steps")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
+
+
+if __name__ == "__main__":
+    main()
