@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.prism import prism_delta_rule, prism_delta_rule_flops
+from kernels.prism.triton.solver import prism_solver
 
 from .base import Mixer, MixerConfig
 from .common import GatedHeadNorm, ShortConv
@@ -147,6 +148,10 @@ class PRISM(Mixer):
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
         c, L = self.config, self.steps
         B, T, H, d = v.shape
+        if c.backend == "triton" or (c.backend == "auto" and v.is_cuda):  # one kernel, not L x several small ops
+            res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
+            p = self.p_proj(u) if self.p_proj is not None else None
+            return prism_solver(v.reshape(B, T, H * d), res, p, L, d, c.solver, c.nonlinearity)
         p = self.p_proj(u).view(B, T, L, H, d) if self.p_proj is not None else None
         deltas = []
         if c.solver == "closed_form":

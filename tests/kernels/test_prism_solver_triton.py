@@ -1,6 +1,7 @@
 """The fused PRISM solver kernel (kernels/prism/triton/solver.py) under Triton's interpreter against the mixer's
 torch solver: every variant (paper with/without gain, GELU/identity, closed_form), L = 1..4, forward and the
-gradients of v, the residual source and the gains. fp32, tiny shapes, in a subprocess (TRITON_INTERPRET=1)."""
+gradients of v, the residual source and the gains; and the PRISM mixer wired to it (backend="triton": fused solver
+and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess (TRITON_INTERPRET=1)."""
 import json
 import os
 import subprocess
@@ -37,6 +38,23 @@ for solver, nl, gain, L in VARIANTS:
     ga = torch.autograd.grad((got * w).sum(), xs)
     gb = torch.autograd.grad((ref * w).sum(), xs)
     out[f"{solver}_{nl}_{'gain' if gain else 'nogain'}_L{L}"] = [rel(got, ref)] + [rel(a, b) for a, b in zip(ga, gb)]
+
+# The mixer with backend="triton" (fused solver + Triton op) against backend="chunk" (torch solver + chunked op).
+import copy
+from mixers.prism import PRISM
+for name, kw in [("mixer_paper", {}), ("mixer_closed_form", {"solver": "closed_form", "steps": 3}),
+                 ("mixer_no_gain_identity", {"gain": "none", "nonlinearity": "identity", "head_dim": 4})]:
+    torch.manual_seed(1)
+    chunk = PRISM(16, PRISM.Config(num_heads=2, backend="chunk", **kw))
+    for prm in chunk.parameters():  # move every parameter off its initial value
+        prm.data.add_(0.1 * torch.randn_like(prm))
+    fused = copy.deepcopy(chunk)
+    fused.config.backend = "triton"
+    x = torch.randn(2, 9, 16, generator=gen)
+    ys = [m(x)[0] for m in (chunk, fused)]
+    w = torch.randn(ys[0].shape, generator=gen)
+    grads = [torch.autograd.grad((y * w).sum(), list(m.parameters())) for y, m in zip(ys, (chunk, fused))]
+    out[name] = [rel(ys[1], ys[0])] + [rel(b, a) for a, b in zip(*grads)]
 print(json.dumps(out))
 '''
 
@@ -51,6 +69,6 @@ def interpreted():
 
 
 def test_fused_solver_matches_torch_solver(interpreted):
-    assert len(interpreted) == 6
+    assert len(interpreted) == 9
     for case, errs in interpreted.items():
         assert max(errs) < 1e-5, (case, errs)
