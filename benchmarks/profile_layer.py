@@ -30,23 +30,26 @@ def main() -> None:
     args = p.parse_args()
     name = mixer_name(args.mixer)
     cfg = compose(args.mixer, args.d_model, args.override)
-    layer = get_mixer(name)(args.d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name])).cuda()
-    x = torch.randn(args.batch, args.seq, args.d_model, device="cuda", requires_grad=True)
+    cuda = torch.cuda.is_available()  # on a CPU: the same layer in fp32, CPU time (a smoke run of this script)
+    device = torch.device("cuda" if cuda else "cpu")
+    layer = get_mixer(name)(args.d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name])).to(device)
+    x = torch.randn(args.batch, args.seq, args.d_model, device=device, requires_grad=True)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             y, _ = layer(x)
         y.float().square().mean().backward()
+        if cuda:
+            torch.cuda.synchronize()
 
     for _ in range(3):
         step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         for _ in range(5):
             step()
-        torch.cuda.synchronize()
-    print(f"{args.mixer} seq {args.seq} x batch {args.batch}, 5 steps")
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
+    print(f"{args.mixer} seq {args.seq} x batch {args.batch}, 5 steps, {device.type}")
+    print(prof.key_averages().table(sort_by=f"{'cuda' if cuda else 'cpu'}_time_total", row_limit=args.rows,
+                                    max_name_column_width=70))
 
 
 if __name__ == "__main__":

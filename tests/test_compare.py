@@ -6,7 +6,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 import compare
 
@@ -17,14 +16,6 @@ TINY = ["experiment=mqar_sweep_cpu", "data.vocab_size=32", "data.train_settings=
 PATTERNS = ["[attention,attention]", "lin:[gla,gla] model.mixers.gla.num_heads=2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_csv(path: Path) -> list[dict]:
     with path.open() as f:
         return list(csv.DictReader(f))
@@ -32,7 +23,6 @@ def read_csv(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare") / "sweep"
     code = compare.main([*TINY, "--patterns", *PATTERNS, "--seeds", "0", "1", "--lrs", "1e-3", "3e-2",
                          "--out", str(out), "--", "logging.wandb=false"])

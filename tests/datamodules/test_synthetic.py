@@ -9,14 +9,6 @@ from datamodules.probes import (BIT0, BIT1, FILL, QUERY, SILENCE, SPEAK, SYMBOL0
                                 default_difficulties, probe_examples)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- MQAR -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("V,T,kv", [(8192, 64, 4), (8192, 256, 64), (64, 128, 16)])
 def test_mqar_follows_zoology(V, T, kv):

@@ -1,0 +1,39 @@
+"""The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
+on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge) and
+profile_layer.py."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*argv):
+    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_throughput_tiny_run_and_merge(tmp_path):
+    run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path / "a"), "--mixers", "attention,prism_chunk",
+        "--model-mixers", "prism_chunk")
+    run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path / "b"), "--mixers", "ttt_mlp_ckpt",
+        "--skip-model")
+    result = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert {r["mixer"] for r in result["layers"]} == {"attention", "prism_chunk"}
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in result["layers"]), result["layers"]
+    (model,) = result["model"]
+    assert model["mixer"] == "prism_chunk" and model["finite"] and len(model["losses"]) == 6
+    run("benchmarks/throughput.py", "--out", str(tmp_path / "m"), "--merge", str(tmp_path / "a" / "results.json"),
+        str(tmp_path / "b" / "results.json"))
+    table = (tmp_path / "m" / "results.md").read_text()
+    assert "| attention |" in table and "| prism_chunk |" in table and "| ttt_mlp_ckpt |" in table
+    assert (tmp_path / "m" / "layers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_profile_layer_prints_a_kernel_table():
+    out = run("benchmarks/profile_layer.py", "--mixer", "prism_chunk", "--d-model", "64", "--seq", "33",
+              "--batch", "2", "--rows", "5", "--override", "model.mixers.prism.num_heads=2",
+              "model.mixers.prism.head_dim=32")
+    assert "prism_chunk seq 33 x batch 2" in out and "Self CPU" in out
