@@ -15,12 +15,11 @@ import bisect
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .loader import ResumableLoader
 from .registry import register_datamodule
+from .synthetic import SyntheticLMDataModule
 
 
 def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int, power_a: float = 0.01,
@@ -151,31 +150,15 @@ class MQARConfig:
 
 
 @register_datamodule("mqar")
-class MQARDataModule(L.LightningDataModule):
+class MQARDataModule(SyntheticLMDataModule):
     Config = MQARConfig
-    task = "lm"
 
-    def __init__(self, config: MQARConfig, *, seed: int = 0):
-        super().__init__()
-        self.config, self.seed = config, seed
-        self.vocab_size = config.vocab_size
-        self.tokenizer = None
-        self.train_set = self.val_set = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_datasets(self, train_seed: int, val_seed: int) -> tuple[Dataset, Dataset]:
         c = self.config
         kw = dict(vocab_size=c.vocab_size, power_a=c.power_a, random_non_queries=c.random_non_queries)
-        self.train_set = MQARDataset(c.train_settings, c.train_examples, seed=self.seed,
-                                     counts=list(c.train_counts) or None, **kw)
-        # validation examples come from another seed stream than any training block
-        self.val_set = MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=self.seed + 10 ** 6,
-                                   pad=False, **kw)
-
-    def train_dataloader(self):
-        return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
-                               num_workers=self.config.num_workers)
+        return (MQARDataset(c.train_settings, c.train_examples, seed=train_seed, counts=list(c.train_counts) or None,
+                            **kw),
+                MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=val_seed, pad=False, **kw))
 
     def val_dataloader(self):
         batches = SettingBatches(self.val_set, self.config.val_batch_size or self.config.batch_size)

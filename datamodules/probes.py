@@ -47,14 +47,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .loader import ResumableLoader
 from .mqar import mqar_examples
 from .registry import register_datamodule
+from .synthetic import SyntheticLMDataModule
 
 FILL, QUERY, SILENCE, SPEAK, BIT0, BIT1 = 0, 1, 2, 3, 4, 5
 SYMBOL0 = 8  # S[i] = SYMBOL0 + i
@@ -317,20 +316,10 @@ class ProbesConfig:
 
 
 @register_datamodule("probes")
-class ProbesDataModule(L.LightningDataModule):
+class ProbesDataModule(SyntheticLMDataModule):
     Config = ProbesConfig
-    task = "lm"
 
-    def __init__(self, config: ProbesConfig, *, seed: int = 0):
-        super().__init__()
-        self.config, self.seed = config, seed
-        self.vocab_size = config.vocab_size
-        self.tokenizer = None
-        self.train_set = self.val_set = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_datasets(self, train_seed: int, val_seed: int) -> tuple[Dataset, Dataset]:
         c = self.config
         if c.task not in TASKS:
             raise ValueError(f"data.task: unknown probe task {c.task!r}; choose one of: {', '.join(TASKS)}")
@@ -338,14 +327,5 @@ class ProbesDataModule(L.LightningDataModule):
         val = list(c.val_difficulties) or train
         kw = dict(vocab_size=c.vocab_size, seq_len=c.seq_len, modulus=c.modulus, alphabet=c.alphabet,
                   num_chains=c.num_chains, value_len=c.value_len)
-        self.train_set = ProbeDataset(c.task, train, c.train_examples, seed=self.seed, **kw)
-        # validation examples come from another seed stream than any training block
-        self.val_set = ProbeDataset(c.task, val, c.val_examples * len(val), seed=self.seed + 10 ** 6, **kw)
-
-    def train_dataloader(self):
-        return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
-                               num_workers=self.config.num_workers)
-
-    def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=self.config.val_batch_size or self.config.batch_size,
-                          num_workers=self.config.num_workers)
+        return (ProbeDataset(c.task, train, c.train_examples, seed=train_seed, **kw),
+                ProbeDataset(c.task, val, c.val_examples * len(val), seed=val_seed, **kw))

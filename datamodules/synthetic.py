@@ -1,0 +1,34 @@
+"""Base of the language-modelling datamodules whose data is generated from a seed (MQAR, the probing tasks):
+no files, no tokenizer; training batches through the resumable loader."""
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from .loader import ResumableLoader
+
+
+class SyntheticLMDataModule(L.LightningDataModule):
+    task = "lm"
+
+    def __init__(self, config, *, seed: int = 0):
+        super().__init__()
+        self.config, self.seed = config, seed
+        self.vocab_size = config.vocab_size
+        self.tokenizer = None
+        self.train_set = self.val_set = None
+
+    def make_datasets(self, train_seed: int, val_seed: int) -> tuple[Dataset, Dataset]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:  # validation examples come from another seed stream than any training block
+            self.train_set, self.val_set = self.make_datasets(self.seed, self.seed + 10 ** 6)
+
+    def train_dataloader(self):
+        return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
+                               num_workers=self.config.num_workers)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=self.config.val_batch_size or self.config.batch_size,
+                          num_workers=self.config.num_workers)
