@@ -7,7 +7,7 @@ out=$1; part=$2; text=${TEXT:-.bench_data/tinyshakespeare.txt}
 tmp=/tmp/bench_$part; mkdir -p "$tmp" "$out"
 files=()
 if [ "$part" = model ]; then
-  for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp}; do
+  for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp_ckpt}; do
     timeout "${LIMIT:-150}" python3 benchmarks/throughput.py ${BENCH_ARGS:-} --skip-layers --model-mixers "$m" --text "$text" \
       --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
   done

@@ -226,7 +226,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--mixers", default="attention,prism,prism_chunk,gdn,gla,mamba2,ttt_mlp")
-    p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp")
+    p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp_ckpt")
     p.add_argument("--skip-layers", action="store_true")
     p.add_argument("--skip-model", action="store_true")
     p.add_argument("--text", help="a text file for the model benchmark (bytes are the tokens)")
