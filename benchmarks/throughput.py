@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from configs import compose_config, config_to_dict  # noqa: E402
 from lit_modules.language_model import LanguageModel  # noqa: E402
 from lit_modules.optim import configure_optimizers_from  # noqa: E402
-from mixers.registry import get_mixer  # noqa: E402
+from mixers.registry import get_mixer, mixer_names  # noqa: E402
 
 # Paper-scale widths at d_model 768 (PRISM.md §3: GDN and PRISM with H = 6, d = 128).
 MIXER_OVERRIDES = {
@@ -49,7 +49,6 @@ LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
 
 def mixer_name(key: str) -> str:
     """The registered mixer a row key names: the longest registered name it starts with (prism_chunk -> prism)."""
-    from mixers.registry import mixer_names
     return max((n for n in mixer_names() if key.startswith(n)), key=len, default=key)
 
 

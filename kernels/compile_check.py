@@ -60,7 +60,6 @@ class _CompileOnlyDriver:
 
 @contextlib.contextmanager
 def compile_only(arch: int = 90, modules: tuple[str, ...] = ("kernels.",)):
-    import triton
     from triton.backends.compiler import GPUTarget
     from triton.runtime import autotuner, jit
     from triton.runtime.driver import driver

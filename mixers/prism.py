@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.prism import prism_delta_rule, prism_delta_rule_flops
-from kernels.prism.triton.solver import prism_solver
+from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
 from .base import Mixer, MixerConfig
 from .common import GatedHeadNorm, ShortConv
@@ -146,28 +146,13 @@ class PRISM(Mixer):
 
     def _solver(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
-        c, L = self.config, self.steps
+        c = self.config
         B, T, H, d = v.shape
-        if c.backend == "triton" or (c.backend == "auto" and v.is_cuda):  # one kernel, not L x several small ops
-            res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
-            p = self.p_proj(u) if self.p_proj is not None else None
-            return prism_solver(v.reshape(B, T, H * d), res, p, L, d, c.solver, c.nonlinearity)
-        p = self.p_proj(u).view(B, T, L, H, d) if self.p_proj is not None else None
-        deltas = []
-        if c.solver == "closed_form":
-            retain = torch.ones_like(v)
-            for step in range(L):
-                P = torch.sigmoid(p[:, :, step])
-                deltas.append(P * retain * v)
-                retain = retain * (1 - P)
-        else:
-            r = v - (self.r_proj(u) if self.r_proj is not None else u).view(B, T, H, d)
-            for step in range(L):
-                z = r if p is None else p[:, :, step] * r
-                delta = F.gelu(z) if c.nonlinearity == "gelu" else z
-                deltas.append(delta)
-                r = r - delta
-        return torch.stack(deltas, 3)
+        res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
+        p = self.p_proj(u) if self.p_proj is not None else None
+        fused = c.backend == "triton" or (c.backend == "auto" and v.is_cuda)  # one kernel, not L x several ops
+        solve = prism_solver if fused else prism_solver_reference
+        return solve(v.reshape(B, T, H * d), res, p, self.steps, d, c.solver, c.nonlinearity)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
                 state: PRISMState | None = None, use_cache: bool = False):

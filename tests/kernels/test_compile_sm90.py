@@ -45,10 +45,8 @@ def test_triton_kernels_compile_for_sm90():
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     names = [k["name"] for k in result["kernels"]]
-    ours = [k for k in result["kernels"] if k["module"].startswith("kernels.")]
     assert {"prism_extra_fwd_kernel", "prism_extra_bwd_kernel", "prism_solver_fwd_kernel",
             "prism_solver_bwd_kernel"} <= set(names), names
     assert names.count("prism_extra_bwd_kernel") == 4  # every autotune config of ours is compiled
     assert names.count("prism_solver_bwd_kernel") == 3  # one per solver variant
     assert not result["over"], f"shared memory above {result['limit']} bytes: {result['over']}"
-    assert all(k["shared"] >= 0 for k in ours)

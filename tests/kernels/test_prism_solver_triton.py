@@ -1,7 +1,8 @@
 """The fused PRISM solver kernel (kernels/prism/triton/solver.py) under Triton's interpreter against the mixer's
 torch solver: every variant (paper with/without gain, GELU/identity, closed_form), L = 1..4, forward and the
 gradients of v, the residual source and the gains; and the PRISM mixer wired to it (backend="triton": fused solver
-and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess (TRITON_INTERPRET=1)."""
+and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess
+(TRITON_INTERPRET=1)."""
 import json
 import os
 import subprocess

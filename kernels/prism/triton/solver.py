@@ -154,7 +154,8 @@ def prism_solver(v: torch.Tensor, res: torch.Tensor | None, p: torch.Tensor | No
 
 
 def prism_solver_reference(v, res, p, steps, head_dim, solver="paper", nonlinearity="gelu"):
-    """The mixer's torch solver (mixers/prism.py PRISM._solver) on the same layouts, for tests."""
+    """The solver in plain torch on the same layouts: the PRISM mixer's path off the Triton backend, and the
+    fused kernel's reference in tests."""
     B, T, HD = v.shape
     H, d, L = HD // head_dim, head_dim, steps
     v = v.view(B, T, H, d)
