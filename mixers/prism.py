@@ -167,13 +167,14 @@ class PRISM(Mixer):
         else:
             u, conv_tail = (x if mask is None else x * mask[..., None].to(x.dtype)), None
 
-        q = F.normalize(self.q_proj(u).view(B, T, H, d), dim=-1)
         v = self.v_proj(u).view(B, T, H, d)
+        # CUDA autocast runs normalize in fp32: cast back, or the kernels run (and compile) for fp32 q and k
+        q = F.normalize(self.q_proj(u).view(B, T, H, d), dim=-1).to(v.dtype)
         k = self.k_proj(u)
         if c.shared_key:
-            k = F.normalize(k.view(B, T, H, 1, d), dim=-1).expand(B, T, H, L, d)
+            k = F.normalize(k.view(B, T, H, 1, d), dim=-1).to(v.dtype).expand(B, T, H, L, d)
         else:
-            k = F.normalize(k.view(B, T, L, H, d), dim=-1).transpose(2, 3)
+            k = F.normalize(k.view(B, T, L, H, d), dim=-1).to(v.dtype).transpose(2, 3)
         beta = torch.sigmoid(self.b_proj(u).view(B, T, L, H).transpose(2, 3))
         g = self._log_decay(u)
         delta = self._solver(u, v)                                        # [B,T,H,L,d]
