@@ -8,14 +8,14 @@ chunk.py       the PRISM delta rule (exact chunked forward and backward) on fla'
                torch.compile. Backend "triton" of kernels.prism.prism_delta_rule ("auto" on CUDA).
 correction.py  Triton kernels: the corrected value Δ' = Δ - Σ_l (Γ ⊙ tril_strict(K K_l^T)) W_l, the extra writes'
                output term and all their gradients (incl. the carried-state term), forward and backward.
-state.py       opt-in (PRISM_TRITON_IMPL=split_fused): the state recurrence on the original chunks, the extra writes
+state.py       default (PRISM_TRITON_IMPL=split_fused): the state recurrence on the original chunks, the extra writes
                added as a per-chunk state-independent term E_c = Σ_l (dte ⊙ K_l)^T W_l (no expanded sequence).
 solver.py      the mixer's L-step residual solver fused into one elementwise kernel per direction.
 bench.py       op-level GPU timing: GDN vs PRISM Triton vs the chunked torch op.
 
-Knobs: PRISM_TRITON_IMPL = split (default) | split_fused | expanded; PRISM_TRITON_EXPANDED_MAX = the state
-kernel's chunk Lp * C (default 128 for split: C = 64 for L = 2; 64 for expanded). None is measured on a GPU yet:
-bench.py compares them; make the fastest the default.
+Knobs: PRISM_TRITON_IMPL = split_fused (default) | split | expanded; PRISM_TRITON_EXPANDED_MAX = the state
+kernel's chunk Lp * C (default 128 for split: C = 64 for L = 2; 64 for expanded). bench.py compares them: on an
+H200 split_fused was the fastest at every length (1.03-1.36x split) with the least memory, so it is the default.
 """
 from .chunk import pick_chunk_size, triton_prism_delta_rule
 from .solver import prism_solver, prism_solver_reference

@@ -5,7 +5,7 @@ one GPU): forward+backward milliseconds, tokens/s and peak memory at 16,384 toke
     .venv/bin/python -m kernels.prism.triton.bench --dtype fp32 --steps 3 --json out.json
 
 Rows: gdn (fla chunk_gated_delta_rule), prism_<impl>_e<N> (the Triton op with PRISM_TRITON_IMPL = impl and
-PRISM_TRITON_EXPANDED_MAX = N; split_e128 is the default, C = 64 for L = 2), prism_chunk (exact chunked torch,
+PRISM_TRITON_EXPANDED_MAX = N; split_fused_e256 is the default, C = 64 for L = 2), prism_chunk (exact chunked torch,
 fp32 compute; 8K x 2 only by default).
 Under TRITON_INTERPRET=1 on the CPU use --smoke (tiny shapes, fp32, one repetition) to exercise the code path.
 """

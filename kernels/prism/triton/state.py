@@ -1,4 +1,4 @@
-"""PRISM's state recurrence without an expanded sequence (PRISM_TRITON_IMPL=split_fused, opt-in).
+"""PRISM's state recurrence without an expanded sequence (PRISM_TRITON_IMPL=split_fused, the default).
 
 The extra writes add a state-independent term to every chunk's carried state,
     h_end = gamma_C h_start + (dte ⊙ K)^T (u - w h_start) + E_c,     E_c = Σ_{l>=1} (dte ⊙ K_l)^T W_l,
