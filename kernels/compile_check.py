@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 HOPPER_SMEM_BYTES = 232448  # max dynamic shared memory per block on H100/H200 (227 KiB)
+HOPPER_SMS = 132
 _ACTIVE = False
 
 
@@ -39,8 +40,15 @@ class CompileReport:
         return [k for k in self.kernels if k["shared"] > limit]
 
 
+class _HopperProperties:
+    def get_device_properties(self, device=0):
+        return {"max_shared_mem": HOPPER_SMEM_BYTES, "multiprocessor_count": HOPPER_SMS, "warpSize": 32}
+
+
 class _CompileOnlyDriver:
-    """What triton's launch path asks the active driver for, answered for a fixed target."""
+    """What triton's launch path (and fla's hardware probe) asks the active driver for, answered for a fixed
+    target."""
+    utils = _HopperProperties()
 
     def __init__(self, target):
         self.target = target
@@ -56,6 +64,36 @@ class _CompileOnlyDriver:
 
     def is_active(self):
         return True
+
+
+def pretend_hopper() -> None:
+    """Import fla as if on an H200: its block sizes, warp counts and autotune configs are then those it picks on
+    the GPU, so what compile_only() compiles is what the GPU would (scripts/warm_triton_cache.py). Irreversible
+    for the process: call it first, in a process of its own."""
+    import sys
+
+    import torch
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime.driver import driver
+
+    if "fla" in sys.modules:
+        raise RuntimeError("pretend_hopper() must run before fla is imported")
+    driver.set_active(_CompileOnlyDriver(GPUTarget("cuda", 90, 32)))
+    torch.cuda.get_device_name = lambda *args, **kwargs: "NVIDIA H200"
+    torch.cuda.get_device_capability = lambda *args, **kwargs: (9, 0)
+    torch.cuda.device_count = lambda: 1
+    import fla  # noqa: F401  (its import-time choices now see the H200)
+
+    # At run time fla sizes tiles with check_shared_mem(arch, tensor.device.index); a CPU tensor's index is None,
+    # which fla's lookup turns into "small GPU" (e.g. 32-wide instead of 128-wide tiles): ask about GPU 0 instead.
+    original = sys.modules["fla.utils.hardware"].check_shared_mem
+
+    def check_shared_mem(arch: str = "none", tensor_idx: int | None = 0) -> bool:
+        return original(arch, 0 if tensor_idx is None else tensor_idx)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fla") and getattr(module, "check_shared_mem", None) is original:
+            module.check_shared_mem = check_shared_mem
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from ..compile_check import compiling_only
+
 
 def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, batch: int, op: str) -> list[int]:
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.is_floating_point() \
@@ -50,7 +52,7 @@ def resolve_backend(backend: str, x: torch.Tensor, op: str, choices: tuple[str, 
         raise ValueError(f"{op}: unknown backend {backend!r}; choose one of {', '.join(choices)}")
     if backend == "auto":
         return "fla" if x.is_cuda else "torch"
-    if backend == "fla" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    if backend == "fla" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1" and not compiling_only():
         raise RuntimeError(f"{op}: backend 'fla' runs fla's Triton kernels, which need CUDA tensors (or Triton's "
                            f"interpreter: TRITON_INTERPRET=1 with kernels.fla_interpret); use backend 'torch' on "
                            f"{x.device.type}")

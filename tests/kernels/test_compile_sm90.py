@@ -50,3 +50,36 @@ def test_triton_kernels_compile_for_sm90():
     assert names.count("prism_extra_bwd_kernel") == 4  # every autotune config of ours is compiled
     assert names.count("prism_solver_bwd_kernel") == 3  # one per solver variant
     assert not result["over"], f"shared memory above {result['limit']} bytes: {result['over']}"
+
+
+PRETEND = r'''
+import json
+from kernels.compile_check import pretend_hopper
+pretend_hopper()
+import fla.utils
+from fla.ops.common import chunk_o
+print(json.dumps([fla.utils.is_nvidia_hopper, fla.utils.check_shared_mem("hopper", None),
+                  chunk_o.check_shared_mem("hopper", None)]))
+'''
+
+
+def test_pretend_hopper_makes_fla_size_tiles_for_an_h200():
+    """scripts/warm_triton_cache.py compiles on the CPU what an H200 would: fla must take its Hopper branches,
+    also where it asks about a tensor's device index, which CPU tensors lack (it then picked 32-wide tiles where
+    the GPU picks 128, and the warmed cache missed on the GPU)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", PRETEND], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, True]
+
+
+def test_warm_cache_covers_every_gpu_test_case():
+    sys.path.insert(0, str(ROOT))
+    from scripts.warm_triton_cache import parametrized_cases
+    from tests.kernels import test_prism_triton_gpu as gpu_tests
+    counts = {name: len(list(parametrized_cases(getattr(gpu_tests, name))))
+              for name in dir(gpu_tests) if name.startswith("test_")}
+    assert counts["test_triton_matches_chunk_op"] == 4 and counts["test_triton_other_implementations"] == 8
+    assert counts["test_auto_picks_triton_on_cuda"] == 1 and sum(counts.values()) == 28

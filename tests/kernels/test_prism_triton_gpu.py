@@ -19,6 +19,8 @@ from kernels.prism import prism_delta_rule  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
+# scripts/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
+DEVICE = "cuda"
 TOL = {torch.bfloat16: 5e-3, torch.float32: 1e-4}
 NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
 
@@ -36,8 +38,8 @@ def rel(a, b):
 
 
 def make(B, T, H, L, K, V, N, dtype, seed=0):
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen, device="cuda")  # noqa: E731
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, device=DEVICE)  # noqa: E731
     q = F.normalize(r(B, T, H, K), dim=-1)
     k = F.normalize(r(B, T, H, L, K), dim=-1)
     v = r(B, T, H, L, V)
@@ -52,9 +54,9 @@ def fwd_bwd(backend, xs, use_h0, **kw):
     q, k, v, beta, g, h0 = xs
     o, h = prism_delta_rule(q, k, v, beta, g, initial_state=h0 if use_h0 else None, output_final_state=True,
                             backend=backend, **kw)
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    wo = torch.randn(o.shape, generator=gen, device="cuda")
-    wh = torch.randn(h.shape, generator=gen, device="cuda")
+    gen = torch.Generator(device=DEVICE).manual_seed(1)
+    wo = torch.randn(o.shape, generator=gen, device=DEVICE)
+    wh = torch.randn(h.shape, generator=gen, device=DEVICE)
     loss = (o.double() * wo.double()).sum() + (h.double() * wh.double()).sum()
     return [o, h, *torch.autograd.grad(loss, xs if use_h0 else xs[:5])]
 
@@ -75,7 +77,7 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
 @pytest.mark.parametrize("L", [1, 2, 3])
 def test_triton_matches_chunk_op_packed(dtype, L):
     lens = [300, 1, 64, 700, 983]
-    cu = torch.tensor([0] + lens, device="cuda").cumsum(0)
+    cu = torch.tensor([0] + lens, device=DEVICE).cumsum(0)
     T, H, K, V = int(cu[-1]), 6, 128, 128
     xs = make(1, T, H, L, K, V, len(lens), dtype, seed=L)
     got = fwd_bwd("triton", xs, True, cu_seqlens=cu)
@@ -92,11 +94,12 @@ def test_auto_picks_triton_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
-@pytest.mark.parametrize("impl,emax", [("split", "64"), ("split_fused", "256"), ("expanded", "64"),
+@pytest.mark.parametrize("impl,emax", [("split", "128"), ("split", "64"), ("expanded", "64"),
                                        ("expanded", "128")])
 def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
-    """The default is split with a 128-row state chunk; also split at 64 (C = 32), split_fused (state.py's state
-    kernel, no expanded sequence) and the expanded implementation (every fla kernel on it) at 64 and 128 rows."""
+    """The default is split_fused (state.py's state kernel, no expanded sequence; the tests above); also split
+    (only the state kernel on the expanded sequence) at 128 and 64 rows (C = 64, 32) and the expanded
+    implementation (every fla kernel on it) at 64 and 128 rows."""
     monkeypatch.setenv("PRISM_TRITON_IMPL", impl)
     monkeypatch.setenv("PRISM_TRITON_EXPANDED_MAX", emax)
     B, T, H, L, K, V = 2, 2048, 6, 2, 128, 128
@@ -112,13 +115,13 @@ def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
 def test_fused_solver_gpu(dtype, solver, L):
     from kernels.prism.triton.solver import prism_solver, prism_solver_reference
     B, T, H, d = 2, 1000, 6, 128
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    v, res = (torch.randn(B, T, H * d, generator=gen, device="cuda").to(dtype) for _ in range(2))
-    p = (torch.randn(B, T, L * H * d, generator=gen, device="cuda") + 1).to(dtype)
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    v, res = (torch.randn(B, T, H * d, generator=gen, device=DEVICE).to(dtype) for _ in range(2))
+    p = (torch.randn(B, T, L * H * d, generator=gen, device=DEVICE) + 1).to(dtype)
     xs = [x.clone().requires_grad_() for x in (v, res, p)]
     got = prism_solver(*xs, L, d, solver)
     ref = prism_solver_reference(*[x.float() for x in xs], L, d, solver)
-    w = torch.randn(ref.shape, generator=gen, device="cuda")
+    w = torch.randn(ref.shape, generator=gen, device=DEVICE)
     wrt = [xs[0], xs[2]] if solver == "closed_form" else xs
     ga = torch.autograd.grad((got.float() * w).sum(), wrt)
     gb = torch.autograd.grad((ref * w).sum(), wrt)
@@ -138,3 +141,23 @@ def test_l1_equals_fla_gated_deltanet(dtype):
                                     initial_state=h0, output_final_state=True)
     tol = 1e-3 if dtype == torch.bfloat16 else 1e-5
     assert rel(o1, o2) <= tol and rel(h1, h2) <= tol, (rel(o1, o2), rel(h1, h2))
+
+
+def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
+    """CUDA autocast runs F.normalize in fp32 (the CPU's does not): the mixer must hand the op bf16 q and k like
+    its values, or every kernel runs and compiles for fp32 inputs (found on an H200, 2026-12-01)."""
+    import mixers.prism as prism_module
+    from mixers.registry import get_mixer
+
+    seen, real = [], prism_module.prism_delta_rule
+
+    def recording(q, k, v, beta, g, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype, beta.dtype))
+        return real(q, k, v, beta, g, **kwargs)
+
+    monkeypatch.setattr(prism_module, "prism_delta_rule", recording)
+    cls = get_mixer("prism")
+    layer = cls(256, cls.Config(num_heads=2, head_dim=128)).to(DEVICE)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        layer(torch.randn(2, 64, 256, device=DEVICE))[0].float().sum().backward()
+    assert seen == [(torch.bfloat16,) * 4], seen

@@ -1,0 +1,109 @@
+"""Fill a Triton cache for an H100/H200 on this CPU-only machine, so GPU time goes to measuring, not compiling.
+
+A cold GPU machine spends most of a short session compiling (the fp32 PRISM op alone: minutes of ptxas). Triton's
+cache key is a hash of the kernel source, its specialisation, the target, the compile options and triton's own
+files, never the machine, so kernels compiled here for sm_90 (kernels/compile_check.py) are cache hits there when:
+  - this runs on the same Python minor version and the same triton wheel as the GPU (e.g. Python 3.12 and
+    triton 3.7.1 on both: triton's key hashes its compiled library, which differs per Python version);
+  - TRITON_CACHE_DIR is the same absolute path on both (the cache's group files record absolute paths).
+fla is made to see an H200 before it is imported (compile_check.pretend_hopper), so its block sizes and
+autotune configs are the GPU's.
+
+    TRITON_CACHE_DIR=/root/tcache python scripts/warm_triton_cache.py tests --dtype bf16
+    TRITON_CACHE_DIR=/root/tcache python scripts/warm_triton_cache.py bench
+    tar -C /root -cJf tcache.tar.xz tcache      # carry it; on the GPU: tar -C /root -xJf tcache.tar.xz
+
+  tests  every case of tests/kernels/test_prism_triton_gpu.py with each autotuner's first config (run the GPU
+         tests with `-p scripts.noautotune` to match).
+  bench  every autotune config of the kernels behind kernels/prism/triton/bench.py's ops and the
+         benchmarks/throughput.py layers of prism, gdn, gla and mamba2 (bf16 autocast, d_model 768).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kernels.compile_check import compile_only, pretend_hopper  # noqa: E402
+
+
+def parametrized_cases(fn):
+    """Every argument combination of a test function's @pytest.mark.parametrize marks."""
+    axes = []
+    for mark in getattr(fn, "pytestmark", []):
+        if mark.name != "parametrize":
+            continue
+        names = [n.strip() for n in mark.args[0].split(",")] if isinstance(mark.args[0], str) else mark.args[0]
+        axes.append([dict(zip(names, v if len(names) > 1 else (v,))) for v in mark.args[1]])
+    for combo in itertools.product(*axes):
+        yield {k: v for part in combo for k, v in part.items()}
+
+
+def warm_tests(dtype: str | None) -> None:
+    import pytest
+    import torch
+
+    tests = importlib.import_module("tests.kernels.test_prism_triton_gpu")  # sets TRITON_F32_DEFAULT=ieee
+    tests.DEVICE = "cpu"
+    want = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(dtype)
+    for name in sorted(n for n in dir(tests) if n.startswith("test_")):
+        for case in parametrized_cases(getattr(tests, name)):
+            if want is not None and case.get("dtype", want) != want:
+                continue
+            t0 = time.perf_counter()
+            with pytest.MonkeyPatch.context() as mp, compile_only(modules=()):
+                if "monkeypatch" in getattr(tests, name).__code__.co_varnames:
+                    case = dict(case, monkeypatch=mp)
+                try:
+                    getattr(tests, name)(**case)
+                except AssertionError:
+                    pass  # values are garbage when kernels only compile
+            shown = {k: v for k, v in case.items() if k != "monkeypatch"}
+            print(f"{time.perf_counter() - t0:7.1f}s {name} {shown}", flush=True)
+
+
+def warm_bench() -> None:
+    import torch
+
+    from benchmarks import throughput
+    from kernels.prism.triton import bench as op_bench
+
+    def timed(label, fn):
+        t0 = time.perf_counter()
+        with compile_only(modules=("",)):  # autotuning on the GPU compiles every config
+            fn()
+        print(f"{time.perf_counter() - t0:7.1f}s {label}", flush=True)
+
+    for name in ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64"]:
+        timed(f"op {name}", lambda: op_bench.bench(name, 8, 2048, 6, 2, 128, torch.bfloat16, "cpu", 1, 0))
+    os.environ.pop("PRISM_TRITON_IMPL", None), os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
+    args = argparse.Namespace(warmup=0, repeat=1)
+    for key, backend in [("prism", "triton"), ("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla")]:
+        # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
+        throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend={backend}"]
+        timed(f"layer {key}", lambda: throughput.bench_layer(key, 2048, 8, 768, torch.device("cpu"), torch.bfloat16,
+                                                            args))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["tests", "bench"])
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], help="tests: only this dtype's cases")
+    a = ap.parse_args()
+    if not os.environ.get("TRITON_CACHE_DIR"):
+        sys.exit("warm_triton_cache: set TRITON_CACHE_DIR to the absolute path the GPU machine will use")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("warm_triton_cache: unset TRITON_INTERPRET (this compiles for the GPU)")
+    pretend_hopper()
+    warm_tests(a.dtype) if a.what == "tests" else warm_bench()
+
+
+if __name__ == "__main__":
+    main()
