@@ -84,11 +84,13 @@ def test_checkpointing_gives_the_same_values_and_gradients():
         torch.testing.assert_close(a, b)
 
 
-def test_compiled_step_captures_one_graph_and_matches():
+@pytest.mark.parametrize("checkpoint_group", [0, 3])  # 3: the benchmark's compiled row also checkpoints
+def test_compiled_step_captures_one_graph_and_matches(checkpoint_group):
     # aot_eager checks graph capture (fullgraph=True) and autograd without a C++ toolchain; the GPU uses inductor
-    args = make(T=16, dtype=torch.float32)
+    args = make(T=28, dtype=torch.float32)
     token_eta = (1.0 / torch.arange(1, 5)).requires_grad_()
     eager = run(args, token_eta, mini_batch_size=4)
-    compiled = run(args, token_eta, mini_batch_size=4, compile=True, compile_backend="aot_eager")
+    compiled = run(args, token_eta, mini_batch_size=4, compile=True, compile_backend="aot_eager",
+                   checkpoint_group=checkpoint_group)
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
