@@ -157,7 +157,7 @@ def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
 
     monkeypatch.setattr(prism_module, "prism_delta_rule", recording)
     cls = get_mixer("prism")
-    layer = cls(256, cls.Config(num_heads=2, head_dim=128)).to(DEVICE)
+    layer = cls(256, cls.Config(num_heads=2, head_dim=128, backend="triton")).to(DEVICE)  # auto on CUDA
     with torch.autocast(DEVICE, dtype=torch.bfloat16):
         layer(torch.randn(2, 64, 256, device=DEVICE))[0].float().sum().backward()
     assert seen == [(torch.bfloat16,) * 4], seen
