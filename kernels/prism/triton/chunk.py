@@ -308,10 +308,9 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht)
     from fla.ops.common.chunk_o import chunk_bwd_dqkwg, chunk_bwd_dv_local
     from fla.ops.gated_delta_rule.wy_fast import prepare_wy_repr_bwd
     from fla.ops.utils import chunk_local_cumsum
-    B, T, H, L, K = k.shape
-    V = v.shape[-1]
-    f = torch.float32
+    L = k.shape[3]
     c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai)
+    c.ox = None  # the forward's output term: not needed here, and fp32
     h, v_new, _ = _state_split(c, h0, False, k, v, beta)
     do = do.to(q.dtype).contiguous()
     kw = dict(cu_seqlens=cu_seqlens, chunk_size=C, chunk_indices=c.ci)
@@ -324,17 +323,17 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht)
                                                    cu_seqlens=cu_seqlens, chunk_indices=c.ci)
     dq = dq.float()
     dgc = dgc.float() + dgc_wy.float()
+    dk0 = dk0.float() + dk0_wy.float()
     if L > 1:
-        dqx, dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, scale, C, cu_seqlens, c.ci)
+        dqx, dk0x, dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, scale, C, cu_seqlens, c.ci)
         dq += dqx
+        dk0 += dk0x
         dgc += dgc_x
     else:
-        dk_ = torch.zeros(B, T, H, L, K, dtype=f, device=k.device)
-        dv_ = torch.zeros(B, T, H, L, V, dtype=f, device=k.device)
-        dbeta = torch.zeros(B, T, H, L, dtype=f, device=k.device)
-    dk_[:, :, :, 0] += dk0.float() + dk0_wy.float()
-    dv_[:, :, :, 0] += ddv.float()
-    dbeta[:, :, :, 0] += db0.float()
+        dk_, dv_, dbeta = torch.empty_like(k), torch.empty_like(v), torch.empty_like(beta)
+    dk_[:, :, :, 0] = dk0  # slot 0 summed in fp32, rounded once
+    dv_[:, :, :, 0] = ddv
+    dbeta[:, :, :, 0] = db0
     dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
                             chunk_indices=c.ci).float()
     return dq, dk_, dv_, dbeta, dg, dh0

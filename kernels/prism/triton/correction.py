@@ -385,22 +385,24 @@ def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indic
 
 def extra_bwd(q, k, v, beta, gc, dd, do, dh, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
     """Gradients of (Δ', O_x, the extra writes' state term) given dd, do and fla's per-chunk dh (dL/d state at
-    chunk end). Returns fp32 dq_x [B,T,H,K], dk [B,T,H,L,K] (slot 0: through K0 only), dv [B,T,H,L,V] and
-    dbeta [B,T,H,L] (slots >= 1 only) and dgc [B,T,H] (natural-log cumulative gate)."""
+    chunk end). Returns fp32 dq_x [B,T,H,K] and dk0_x [B,T,H,K] (the extra writes' share of q's and K0's
+    gradients), dk [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] in the dtypes of k, v, beta with slots >= 1
+    written (slot 0, left empty, is the caller's: fla's GDN gradients plus dk0_x), and fp32 dgc [B,T,H]
+    (natural-log cumulative gate). Final gradients go straight into the inputs' dtype: fp32 copies of dk and dv
+    (L times q's size each) would double the backward's peak memory in bf16."""
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     BT = chunk_size
     BK, BV = _blocks(K, V)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
     f = torch.float32
-    dk = torch.zeros(B, T, H, L, K, dtype=f, device=k.device)
+    dk = torch.empty(B, T, H, L, K, dtype=k.dtype, device=k.device)
     dk0p = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
     dqp = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
-    dv = torch.zeros(B, T, H, L, V, dtype=f, device=k.device)
-    dbeta = torch.zeros(B, T, H, L, dtype=f, device=k.device)
+    dv = torch.empty(B, T, H, L, V, dtype=v.dtype, device=k.device)
+    dbeta = torch.empty(B, T, H, L, dtype=beta.dtype, device=k.device)
     dgc = torch.empty(B, T, H, dtype=f, device=k.device)
     prism_extra_bwd_kernel[(NT, B * H)](
         q, k, v, beta, gc, dd, do, dh, dk, dk0p, dqp, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
         K=K, V=V, BT=BT, BK=BK, BV=BV)
-    dk[:, :, :, 0] = dk0p.sum(3)
-    return dqp.sum(3), dk, dv, dbeta, dgc
+    return dqp.sum(3), dk0p.sum(3), dk, dv, dbeta, dgc
