@@ -1,6 +1,6 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
-on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge) and
-profile_layer.py."""
+on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
+profile_layer.py, and op_memory_cpu.py (under the interpreter)."""
 import json
 import subprocess
 import sys
@@ -37,3 +37,13 @@ def test_profile_layer_prints_a_kernel_table():
               "--batch", "2", "--rows", "5", "--override", "model.mixers.prism.num_heads=2",
               "model.mixers.prism.head_dim=32")
     assert "prism_chunk seq 33 x batch 2" in out and "Self CPU" in out
+
+
+def test_op_memory_cpu_reports_both_ops():
+    import os
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "benchmarks/op_memory_cpu.py", "--seq", "40", "--head-dim", "16"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ratios = [float(line.rsplit("=", 1)[1]) for line in proc.stdout.splitlines() if "prism / gdn" in line]
+    assert len(ratios) == 2 and all(r > 1 for r in ratios), proc.stdout  # PRISM's L = 2 writes cost memory
