@@ -96,6 +96,18 @@ def pretend_hopper() -> None:
             module.check_shared_mem = check_shared_mem
 
 
+def equal_timings(self, *args, config, **meta):
+    """Autotuner._bench replacement: all configs time the same, so min() keeps the first pruned config."""
+    return [1.0, 1.0, 1.0]
+
+
+def no_disk_cache(self, tuning_key, configs, bench_fn):
+    """Autotuner.check_disk_cache replacement: a tuned result cached by a benchmark run would pick a config
+    other than the first."""
+    bench_fn()
+    return False
+
+
 @contextlib.contextmanager
 def compile_only(arch: int = 90, modules: tuple[str, ...] = ("kernels.",)):
     from triton.backends.compiler import GPUTarget
@@ -126,11 +138,7 @@ def compile_only(arch: int = 90, modules: tuple[str, ...] = ("kernels.",)):
     def bench(self, *args, config, **meta):
         if self.base_fn.__module__.startswith(modules):  # ours: compile every config
             self.fn.run(*args, **dict(meta, **config.all_kwargs()))
-        return [1.0, 1.0, 1.0]  # equal timings: the first pruned config is kept
-
-    def no_disk_cache(self, tuning_key, configs, bench_fn):
-        bench_fn()
-        return False
+        return equal_timings(self, *args, config=config, **meta)
 
     jit.JITFunction.run = run
     autotuner.Autotuner._bench = bench

@@ -81,9 +81,11 @@ def warm_bench() -> None:
             fn()
         print(f"{time.perf_counter() - t0:7.1f}s {label}", flush=True)
 
-    for name in ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64"]:
-        timed(f"op {name}", lambda: op_bench.bench(name, 8, 2048, 6, 2, 128, torch.bfloat16, "cpu", 1, 0))
-    os.environ.pop("PRISM_TRITON_IMPL", None), os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
+    for name in op_bench.OPS:
+        if name != "prism_chunk":  # plain torch: nothing to compile
+            timed(f"op {name}", lambda: op_bench.bench(name, 8, 2048, 6, 2, 128, torch.bfloat16, "cpu", 1, 0))
+    os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
+    os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
     args = argparse.Namespace(warmup=0, repeat=1)
     for key, backend in [("prism", "triton"), ("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla")]:
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 
+OPS = ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64", "prism_chunk"]
+
+
 def _inputs(B, T, H, L, d, dtype, device, gen):
     r = lambda *s: torch.randn(*s, generator=gen, device=device)  # noqa: E731
     q = F.normalize(r(B, T, H, d), dim=-1).to(dtype)
@@ -91,8 +94,7 @@ def main():
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--ops", default="gdn,prism_split_e128,prism_split_fused_e256,prism_split_e64,prism_expanded_e64,"
-                    "prism_chunk")
+    ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--json", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run under TRITON_INTERPRET=1")
     a = ap.parse_args()

@@ -43,8 +43,8 @@ import torch
 from ...compile_check import compiling_only
 from .correction import corrected_value_bwd, corrected_value_fwd, extra_bwd, extra_fwd
 
-# Largest expanded chunk Lp * C (the state kernel's chunk) picked by default. With the default "split"
-# implementation only fla's state kernel sees the expanded sequence, so 128 (C = 64 for L = 2: GDN's chunk and
+# Largest expanded chunk Lp * C (the state kernel's chunk) picked by default. With the "split" implementation
+# only fla's state kernel sees the expanded sequence, so 128 (C = 64 for L = 2: GDN's chunk and
 # serial step count) is the default. With the "expanded" implementation every fla kernel runs at Lp * C, and 64
 # keeps them at GDN's tile shapes (C = 32 for L = 2). Override with PRISM_TRITON_EXPANDED_MAX (read at every call).
 EXPANDED_MAX = {"split": 128, "expanded": 64, "split_fused": 256}   # split_fused: no expansion, C = 64
