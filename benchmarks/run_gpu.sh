@@ -9,12 +9,12 @@ files=()
 if [ "$part" = model ]; then
   for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp_ckpt}; do
     timeout "${LIMIT:-150}" python3 benchmarks/throughput.py ${BENCH_ARGS:-} --skip-layers --model-mixers "$m" --text "$text" \
-      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
+      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error| step ' ; files+=("$tmp/$m/results.json")
   done
 else
   for m in ${MIXERS:-attention prism prism_chunk gdn gla mamba2 ttt_mlp}; do
     timeout "${LIMIT:-120}" python3 benchmarks/throughput.py ${BENCH_ARGS:-} --skip-model --mixers "$m" --text "$text" \
-      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error' ; files+=("$tmp/$m/results.json")
+      --out "$tmp/$m" 2>&1 | grep -E '^[0-9:]{8} |Error| step ' ; files+=("$tmp/$m/results.json")
   done
 fi
 existing=(); for f in "${files[@]}"; do [ -f "$f" ] && existing+=("$f"); done

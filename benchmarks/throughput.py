@@ -137,6 +137,8 @@ def bench_model(key: str, args, device, dtype) -> dict:
         schedule.step()
         losses.append(loss.item())  # .item() synchronises, so the host clock is valid
         times.append(time.perf_counter() - t0)
+        if len(losses) == 1 or len(losses) % 10 == 0:  # a run cut off by a time limit still leaves its progress
+            print(f"  {key} step {len(losses)}: loss {losses[-1]:.3f}, {times[-1]:.2f} s", flush=True)
     steady = statistics.median(times[min(5, len(times) - 1):])
     tokens = args.model_seq * args.model_batch
     row = {"mixer": key, "layers": args.model_layers, "seq": args.model_seq, "batch": args.model_batch,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .inner import gelu_tanh, gelu_tanh_bwd, layer_norm, ln_fused_l2_bwd
+from .inner import gelu_tanh_grad, layer_norm, ln_fused_l2_bwd
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -26,13 +27,13 @@ def dual_step(W1, b1, W2, b2, xq, xk, target, eta, eta_attn1, ln_w, ln_b, eps: f
     eta_attn1 = eta * (x_q x_k^T) (it does not depend on the weights: computed for all mini-batches at once);
     ln_w, ln_b [H,1,d]. Returns (f_bar(xq) [B,H,b,d], W1', b1', W2', b2')."""
     Z1 = xk @ W1 + b1
-    X2 = gelu_tanh(Z1)
+    X2 = F.gelu(Z1, approximate="tanh")
     Z2 = X2 @ W2 + b2
     gZ2 = ln_fused_l2_bwd(_up(Z2), target, ln_w, ln_b, eps)
-    gZ1 = (gZ2 @ W2.transpose(-1, -2)) * gelu_tanh_bwd(Z1)
+    gZ1 = gelu_tanh_grad(gZ2 @ W2.transpose(-1, -2), Z1)
 
     Z1_bar = xq @ W1 - eta_attn1 @ gZ1 + b1 - eta @ gZ1
-    X2_bar = gelu_tanh(Z1_bar)
+    X2_bar = F.gelu(Z1_bar, approximate="tanh")
     eta_attn2 = eta * (X2_bar @ X2.transpose(-1, -2))
     Z2_bar = X2_bar @ W2 - eta_attn2 @ gZ2 + b2 - eta @ gZ2
 
