@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from kernels.prism.op import prism_delta_rule_flops
 
 OPS = ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64", "prism_chunk"]
 
@@ -84,7 +85,11 @@ def bench(name, B, T, H, L, d, dtype, device, reps, warmup):
         torch.cuda.synchronize()
     ms = (time.perf_counter() - t0) / reps * 1e3
     peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if cuda else float("nan")
-    return {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak}
+    # the chunked recurrence's forward FLOPs (GDN: the same count at L = 1), x3 for forward + backward as in
+    # benchmarks/throughput.py; the achieved rate is against the card's dense bf16 peak (--peak-tflops)
+    flops = 3 * B * prism_delta_rule_flops(T, H, d, d, 1 if name == "gdn" else L)
+    return {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak,
+            "tflops": flops / ms / 1e9}
 
 
 def main():
@@ -96,6 +101,7 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100/H200 SXM)")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run under TRITON_INTERPRET=1")
     a = ap.parse_args()
     if a.smoke:
@@ -115,9 +121,11 @@ def main():
             r = bench(name, B, T, H, a.steps, d, dtype, device, reps, warmup)
             rows.append(r)
             print(f"{name:>18} {T:>6}x{B:<2} {r['ms']:9.2f} ms {r['tokens_per_s'] / 1e6:7.3f} Mtok/s "
-                  f"peak {r['peak_mib']:8.1f} MiB", flush=True)
+                  f"peak {r['peak_mib']:8.1f} MiB {r['tflops']:6.1f} TFLOP/s ({r['tflops'] / a.peak_tflops:.1%})",
+                  flush=True)
     meta = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)",
-            "torch": torch.__version__, "dtype": str(dtype), "H": H, "d": d, "L": a.steps}
+            "torch": torch.__version__, "dtype": str(dtype), "H": H, "d": d, "L": a.steps,
+            "peak_tflops": a.peak_tflops}
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)
