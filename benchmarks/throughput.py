@@ -177,21 +177,42 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "/")[:120]
 
 
+def gdn_ratios(layers: list[dict]) -> list[str]:
+    """Issue 5's targets side by side: each prism row's throughput and peak memory over GDN's at every length."""
+    ok = lambda r: "error" not in r  # noqa: E731
+    gdn = {r["seq"]: r for r in layers if r["mixer"] == "gdn" and ok(r)}
+    lines = []
+    for key in dict.fromkeys(r["mixer"] for r in layers if r["mixer"].startswith("prism") and ok(r)):
+        cells = []
+        for seq, _ in LAYER_SETTINGS:
+            r = next((r for r in layers if r["mixer"] == key and r["seq"] == seq and ok(r)), None)
+            g = gdn.get(seq)
+            cells.append("-" if r is None or g is None else
+                         f"{r['tokens_per_s'] / g['tokens_per_s']:.2f}x / "
+                         f"{r.get('peak_mem_gib', 0) / max(g.get('peak_mem_gib', 0), 1e-9):.2f}x")
+        lines.append(f"| {key} / gdn | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return ["Against GDN (throughput / peak memory; targets >= 0.9x / <= 1.3x)", "",
+            "| ratio | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
+            "|---|" + "---|" * len(LAYER_SETTINGS), *lines, ""]
+
+
 def write_tables(out: Path, result: dict) -> str:
     lines = [f"Device: {result['env']['device']}; torch {result['env']['torch']}, triton {result['env']['triton']}, "
              f"fla {result['env']['fla']}", f"Command: `{result['env']['command']}`", ""]
     if result["layers"]:
-        lines += ["One layer, d_model 768, fwd+bwd, bf16 autocast (K tokens/s | peak MiB | TFLOP/s)", "",
+        lines += ["One layer, d_model 768, fwd+bwd, bf16 autocast (K tokens/s / peak MiB / TFLOP/s)", "",
                   "| mixer | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
                   "|---|" + "---|" * len(LAYER_SETTINGS)]
         for key in dict.fromkeys(r["mixer"] for r in result["layers"]):
             cells = []
             for seq, batch in LAYER_SETTINGS:
                 r = next((r for r in result["layers"] if r["mixer"] == key and r["seq"] == seq), None)
-                cells.append("-" if r is None else one_line(r["error"]) if "error" in r else (f"{r['tokens_per_s'] / 1e3:.0f} | "
-                             f"{r.get('peak_mem_gib', 0) * 1024:.0f} | {r['tflops']:.1f}"))
+                cells.append("-" if r is None else one_line(r["error"]) if "error" in r else (f"{r['tokens_per_s'] / 1e3:.0f} / "
+                             f"{r.get('peak_mem_gib', 0) * 1024:.0f} / {r['tflops']:.1f}"))
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *gdn_ratios(result["layers"])]
     if result["model"]:
         lines += ["Model, fwd+bwd+AdamW step, bf16 autocast", "",
                   "| mixer | params (M) | K tokens/s | peak GiB | MFU | loss first -> last | finite, decreasing |",

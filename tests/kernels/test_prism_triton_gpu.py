@@ -22,7 +22,18 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 # scripts/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
 DEVICE = "cuda"
 TOL = {torch.bfloat16: 5e-3, torch.float32: 1e-4}
+# dg (the log decay's gradient) is a reverse cumulative sum over each sequence of terms that largely cancel, so
+# its relative error in bf16 is several times the others' (0.8-1.8% on an H200, 2026-12-02). fla's own tests of
+# chunk_gated_delta_rule allow 2e-2 for dg in half precision; test_l1_equals_fla_gated_deltanet checks that
+# ours is no worse than fla's on the same inputs.
+TOL_DG_BF16 = 2e-2
 NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+
+
+def assert_within_tolerance(got, ref, dtype):
+    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
+    tol = {n: TOL_DG_BF16 if (n == "dg" and dtype == torch.bfloat16) else TOL[dtype] for n in errs}
+    assert all(errs[n] <= tol[n] for n in errs), errs
 
 
 @pytest.fixture(autouse=True)
@@ -68,9 +79,8 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
     xs = make(B, T, H, L, K, V, B, dtype, seed=T)
     got = fwd_bwd("triton", xs, use_h0)
     ref = fwd_bwd("chunk", [x.double() for x in xs], use_h0)
-    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
     assert got[0].dtype == dtype and got[1].dtype == torch.float32
-    assert max(errs.values()) <= TOL[dtype], errs
+    assert_within_tolerance(got, ref, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
@@ -82,8 +92,7 @@ def test_triton_matches_chunk_op_packed(dtype, L):
     xs = make(1, T, H, L, K, V, len(lens), dtype, seed=L)
     got = fwd_bwd("triton", xs, True, cu_seqlens=cu)
     ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
-    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
-    assert max(errs.values()) <= TOL[dtype], errs
+    assert_within_tolerance(got, ref, dtype)
 
 
 def test_auto_picks_triton_on_cuda():
@@ -106,8 +115,7 @@ def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
     xs = make(B, T, H, L, K, V, B, dtype, seed=5)
     got = fwd_bwd("triton", xs, True)
     ref = fwd_bwd("chunk", [x.double() for x in xs], True)
-    errs = {n: rel(a, b) for n, a, b in zip(NAMES, got, ref)}
-    assert max(errs.values()) <= TOL[dtype], errs
+    assert_within_tolerance(got, ref, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
@@ -141,6 +149,31 @@ def test_l1_equals_fla_gated_deltanet(dtype):
                                     initial_state=h0, output_final_state=True)
     tol = 1e-3 if dtype == torch.bfloat16 else 1e-5
     assert rel(o1, o2) <= tol and rel(h1, h2) <= tol, (rel(o1, o2), rel(h1, h2))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_l1_gradients_as_accurate_as_fla_gated_deltanet(dtype):
+    """Every output and gradient of the L = 1 op is within 1.5x (plus a floor) of fla's chunk_gated_delta_rule's
+    own error against the fp64 chunked op, on the same packed inputs: the bf16 dg tolerance above is what the
+    kernels we build on reach, not a PRISM defect."""
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    lens = [300, 1, 64, 700, 983]
+    cu = torch.tensor([0] + lens, device=DEVICE).cumsum(0)
+    T, H, K, V = int(cu[-1]), 6, 128, 128
+    xs = make(1, T, H, 1, K, V, len(lens), dtype, seed=1)
+    ours = fwd_bwd("triton", xs, True, cu_seqlens=cu)
+    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    q, k, v, beta, g, h0 = (x.detach().clone().requires_grad_() for x in xs)
+    o, h = chunk_gated_delta_rule(q, k[:, :, :, 0], v[:, :, :, 0], g, beta[..., 0], scale=K ** -0.5, initial_state=h0,
+                                  output_final_state=True, cu_seqlens=cu)
+    gen = torch.Generator(device=DEVICE).manual_seed(1)  # the loss weights fwd_bwd draws
+    wo = torch.randn(o.shape, generator=gen, device=DEVICE)
+    wh = torch.randn(h.shape, generator=gen, device=DEVICE)
+    loss = (o.double() * wo.double()).sum() + (h.double() * wh.double()).sum()
+    fla = [o, h, *torch.autograd.grad(loss, [q, k, v, beta, g, h0])]  # k, v, beta keep their slot axis
+    floor = 1e-3 if dtype == torch.bfloat16 else 1e-5
+    errs = {n: (rel(a, r), rel(f, r)) for n, a, f, r in zip(NAMES, ours, fla, ref)}
+    assert all(e_ours <= 1.5 * e_fla + floor for e_ours, e_fla in errs.values()), errs
 
 
 def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
