@@ -1,4 +1,5 @@
-"""Peak memory of the PRISM Triton op's backward against fla's Gated DeltaNet op, measured on the CPU.
+"""Memory of PRISM against Gated DeltaNet, measured on the CPU: the Triton op's backward peak against fla's GDN
+op, and the activations one whole layer (d_model 768, H 6, d 128, their Triton paths) keeps for its backward.
 
 The host code of a Triton op allocates the same torch tensors under Triton's interpreter as on a GPU; only the
 kernels run elsewhere. So the CPU allocator's events (torch.profiler, profile_memory) give each backward's
@@ -8,7 +9,10 @@ the interpreter are garbage (it computes in fp32 only), but the allocations are 
     TRITON_INTERPRET=1 python benchmarks/op_memory_cpu.py                  # T 256, H 1, d 128, L 2
     TRITON_INTERPRET=1 python benchmarks/op_memory_cpu.py --seq 64 --head-dim 32
 
-Prints one line per (op, dtype): peak bytes allocated during backward, above what existed before it.
+Prints one line per (op, dtype): peak bytes allocated during backward, above what existed before it; then per
+layer the bytes per token of the distinct tensors autograd saves (their growth from T to 2T tokens), fp32 and under CPU
+bf16 autocast. CPU autocast keeps F.normalize in bf16 where CUDA autocast runs it in fp32, so neither dtype
+is exactly the GPU's layer; the op's transient backward buffers are in the first part, not this one.
 """
 from __future__ import annotations
 
@@ -51,6 +55,37 @@ def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
     return peak
 
 
+def layer_saved_bytes(mixer: str, T: int, autocast: bool) -> int:
+    import torch
+
+    from mixers.registry import get_mixer
+
+    overrides = {"prism": dict(num_heads=6, head_dim=128, steps=2, backend="triton"),
+                 "gdn": dict(num_heads=6, head_dim=128, expand_v=1.0, backend="fla")}[mixer]
+    torch.manual_seed(0)
+    cls = get_mixer(mixer)
+    layer = cls(768, cls.Config(**overrides))
+    params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+    x = torch.randn(1, T, 768, requires_grad=True)
+    storages = {}
+
+    def pack(t):
+        key = t.untyped_storage().data_ptr()
+        if key not in params:
+            storages[key] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        layer(x)
+    return sum(storages.values())
+
+
+def layer_saved_per_token(mixer: str, T: int, autocast: bool) -> float:
+    """The growth from T to 2T tokens: leaves out what does not scale with T (autocast's bf16 weight copies)."""
+    return (layer_saved_bytes(mixer, 2 * T, autocast) - layer_saved_bytes(mixer, T, autocast)) / T
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seq", type=int, default=256)
@@ -70,6 +105,13 @@ def main() -> None:
         for op, peak in peaks.items():
             print(f"{op:>6} {str(dtype):>15} {peak:>10} B {peak / unit:6.1f} units")
         print(f"{'':>6} {str(dtype):>15} prism / gdn = {peaks['prism'] / peaks['gdn']:.2f}")
+    print(f"one layer (d_model 768, H 6, d 128, L 2, T {a.seq} -> {2 * a.seq}): bytes per token saved for backward")
+    for autocast in (False, True):
+        label = "bf16 autocast" if autocast else "fp32"
+        saved = {m: layer_saved_per_token(m, a.seq, autocast) for m in ("gdn", "prism")}
+        for m, b in saved.items():
+            print(f"{m:>6} {label:>15} {b:10.0f} B/token")
+        print(f"{'':>6} {label:>15} layer prism / gdn = {saved['prism'] / saved['gdn']:.2f}")
 
 
 if __name__ == "__main__":

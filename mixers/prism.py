@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.gated_delta_rule import l2norm
 from kernels.prism import prism_delta_rule, prism_delta_rule_flops
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
@@ -144,14 +145,26 @@ class PRISM(Mixer):
             return F.logsigmoid(a)
         return -self.A_log.to(a.dtype).exp() * F.softplus(a + self.dt_bias.to(a.dtype))
 
+    def _fused(self, x: torch.Tensor) -> bool:
+        """Triton kernels for the solver and the key/query norm too (the op's backend: triton, or auto on CUDA)."""
+        return self.config.backend == "triton" or (self.config.backend == "auto" and x.is_cuda)
+
+    def _l2norm(self, x: torch.Tensor) -> torch.Tensor:
+        """x / sqrt(|x|^2 + 1e-6) over the last dim, in x's dtype with fp32 statistics. On the Triton path fla's
+        fused l2norm saves only its output (which the op keeps anyway) and the row norms: F.normalize under CUDA
+        autocast runs in fp32 and keeps fp32 copies of q and every key for its backward."""
+        if self._fused(x):
+            from fla.modules.l2norm import l2norm as fla_l2norm
+            return fla_l2norm(x)
+        return l2norm(x)
+
     def _solver(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
         c = self.config
         B, T, H, d = v.shape
         res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
         p = self.p_proj(u) if self.p_proj is not None else None
-        fused = c.backend == "triton" or (c.backend == "auto" and v.is_cuda)  # one kernel, not L x several ops
-        solve = prism_solver if fused else prism_solver_reference
+        solve = prism_solver if self._fused(v) else prism_solver_reference  # one kernel, not L x several ops
         return solve(v.reshape(B, T, H * d), res, p, self.steps, d, c.solver, c.nonlinearity)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
@@ -168,14 +181,14 @@ class PRISM(Mixer):
             u, conv_tail = (x if mask is None else x * mask[..., None].to(x.dtype)), None
 
         v = self.v_proj(u).view(B, T, H, d)
-        # CUDA autocast runs normalize in fp32: cast back, or the kernels run (and compile) for fp32 q and k
-        q = F.normalize(self.q_proj(u).view(B, T, H, d), dim=-1).to(v.dtype)
+        # _l2norm keeps the projections' dtype (F.normalize under CUDA autocast would hand the kernels fp32 q, k)
+        q = self._l2norm(self.q_proj(u).view(B, T, H, d))
         k = self.k_proj(u)
         if c.shared_key:
-            k = F.normalize(k.view(B, T, H, 1, d), dim=-1).to(v.dtype).expand(B, T, H, L, d)
+            k = self._l2norm(k.view(B, T, H, 1, d)).expand(B, T, H, L, d)
         else:
-            k = F.normalize(k.view(B, T, L, H, d), dim=-1).to(v.dtype).transpose(2, 3)
-        beta = torch.sigmoid(self.b_proj(u).view(B, T, L, H).transpose(2, 3))
+            k = self._l2norm(k.view(B, T, H, L, d))  # head-major: the op takes it as is, without a copy
+        beta = torch.sigmoid(self.b_proj(u).view(B, T, H, L))
         g = self._log_decay(u)
         delta = self._solver(u, v)                                        # [B,T,H,L,d]
         if mask is not None:  # padding neither writes nor decays the state
