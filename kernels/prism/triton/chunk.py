@@ -256,7 +256,8 @@ def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
     c.b0 = beta[:, :, :, 0].contiguous()
     c.ox = None
     if L > 1:
-        c.dv, c.ox = extra_fwd(q, k, v, beta, c.gc, scale, C, cu_seqlens, c.ci)
+        # the backward (Ai given) recomputes only the corrected value, not the forward's output term
+        c.dv, c.ox = extra_fwd(q, k, v, beta, c.gc, scale, C, cu_seqlens, c.ci, with_output=Ai is None)
     else:
         c.dv = v[:, :, :, 0].contiguous()
     if Ai is None:
@@ -310,7 +311,6 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht)
     from fla.ops.utils import chunk_local_cumsum
     L = k.shape[3]
     c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai)
-    c.ox = None  # the forward's output term: not needed here, and fp32
     h, v_new, _ = _state_split(c, h0, False, k, v, beta)
     do = do.to(q.dtype).contiguous()
     kw = dict(cu_seqlens=cu_seqlens, chunk_size=C, chunk_indices=c.ci)

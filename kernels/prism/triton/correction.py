@@ -198,12 +198,12 @@ def corrected_value_bwd(k, v, beta, gc, dd, chunk_size, cu_seqlens=None, chunk_i
 @triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
 @triton.autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w in NUM_WARPS for s in [2, 3]],
-    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+    key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN', 'WITH_O'],
 )
 @triton.jit(do_not_specialize=['T'])
 def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_indices, T, H: tl.constexpr,
                            L: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-                           BV: tl.constexpr, IS_VARLEN: tl.constexpr):
+                           BV: tl.constexpr, IS_VARLEN: tl.constexpr, WITH_O: tl.constexpr):
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:
@@ -237,18 +237,21 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
             m_tk = m_t[:, None] & (o_k < K)[None, :]
             b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.)
             b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.)
-            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.)
             b_P += tl.dot(b_k0, tl.trans(b_kl))                      # inputs' dtype, fp32 accumulation
-            b_R += tl.dot(b_qq, tl.trans(b_kl))
+            if WITH_O:
+                b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.)
+                b_R += tl.dot(b_qq, tl.trans(b_kl))
         b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
         b_w = tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
         b_ac += tl.dot(b_P * b_gs, b_w)
-        b_ao += tl.dot(b_R * b_gi, b_w)
+        if WITH_O:
+            b_ao += tl.dot(b_R * b_gi, b_w)
     b_v0 = tl.load(p_v, mask=m_tv, other=0.).to(tl.float32)
     p_d = dvp + (r_t[:, None] * H + i_h) * V + o_v[None, :]
     tl.store(p_d, (b_v0 - b_ac).to(p_d.dtype.element_ty), mask=m_tv)
-    p_o = ox + (r_t[:, None] * H + i_h) * V + o_v[None, :]
-    tl.store(p_o, (b_ao * scale).to(p_o.dtype.element_ty), mask=m_tv)
+    if WITH_O:
+        p_o = ox + (r_t[:, None] * H + i_h) * V + o_v[None, :]
+        tl.store(p_o, (b_ao * scale).to(p_o.dtype.element_ty), mask=m_tv)
 
 
 @triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
@@ -369,17 +372,20 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
     tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
 
 
-def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
-    """(Δ' [B,T,H,V] in v's dtype, O_x [B,T,H,V] fp32): corrected value and the extra writes' chunk-local output."""
+def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indices=None, with_output=True):
+    """(Δ' [B,T,H,V] in v's dtype, O_x [B,T,H,V] fp32): corrected value and the extra writes' chunk-local output.
+    with_output=False (the backward's recompute, which needs only Δ'): O_x is None, and neither computed nor
+    stored."""
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     BT = chunk_size
     BK, BV = _blocks(K, V)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
     dvp = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
-    ox = torch.empty(B, T, H, V, dtype=torch.float32, device=v.device)
+    ox = torch.empty(B, T, H, V, dtype=torch.float32, device=v.device) if with_output else None
     prism_extra_fwd_kernel[(triton.cdiv(V, BV), NT, B * H)](
-        q, k, v, beta, gc, dvp, ox, scale, cu_seqlens, chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT, BK=BK, BV=BV)
+        q, k, v, beta, gc, dvp, ox, scale, cu_seqlens, chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT, BK=BK, BV=BV,
+        WITH_O=with_output)
     return dvp, ox
 
 
