@@ -12,7 +12,8 @@ whose depth follows the experiment's model.repeat); the key=value overrides appl
 names the pattern in tables, plots, run names and W&B tags (default: the mixer name, or the layers joined by -).
 
 Config overrides (``experiment=...``, ``key=value``) go before the options or after ``--``; they apply to every run.
-Runs go sequentially through train.run into <out>/runs/<experiment>/<label>.lr<lr>.s<seed>-<group hash>, each
+Runs go through train.run, one after another (or --jobs N at once, each in its own process), into
+<out>/runs/<experiment>/<label>.lr<lr>.s<seed>-<group hash>, each
 logged to W&B (when logging.wandb) in one group (--group, default the output folder's name) with tags
 ``compare``, ``pattern:<label>``, ``seed:<s>``, ``lr:<lr>`` (and ``<vary key>:<value>``). A finished run (its
 summary.json exists) is not run again, so re-running the same command with the same --out resumes a sweep; an
@@ -154,38 +155,57 @@ def plan_runs(args, base_argv: list[str], out: Path, group: str) -> list[dict]:
     return plan
 
 
-def execute(plan: list[dict]) -> int:
+def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
+    """Train one planned run (resuming from its last checkpoint if it has one); True if it failed."""
     from train import run
 
-    failed = 0
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_dir: Path = item["run_dir"]
+    head = f"[{i}/{n}] {run_dir.name}"
+    cfg = item["cfg"]
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        cfg.ckpt_path = "last"
+    record = {k: item[k] for k in ("label", "pattern", "seed", "lr", "vary_key", "setting", "group")}
+    record["index"] = i  # tables list patterns and settings in the order of the command line
+    print(f"{head}: training", flush=True)
+    try:
+        metrics = run(cfg)
+    except Exception:  # noqa: BLE001 - one failed run must not lose the rest of the sweep
+        finish_wandb(failed=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "compare.json").write_text(json.dumps({**record, "status": "failed",
+                                                           "error": traceback.format_exc()[-4000:]}, indent=2))
+        print(f"{head}: FAILED\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        return True
+    finish_wandb()
+    (run_dir / "compare.json").write_text(json.dumps({**record, "status": "done"}, indent=2))
+    shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
+                     if k.startswith("val/") and "@" not in k and isinstance(v, float))
+    print(f"{head}: {shown} steps={metrics.get('step')} {metrics.get('seconds')}s", flush=True)
+    return False
+
+
+def execute(plan: list[dict], jobs: int = 1, threads: int | None = None) -> int:
+    """Run the plan's unfinished runs, ``jobs`` at a time: jobs > 1 gives each run a fresh process (tiny models
+    leave a GPU, or the cores, mostly idle one at a time). Returns the number of failed runs."""
+    todo = []
     for i, item in enumerate(plan, 1):
-        run_dir: Path = item["run_dir"]
-        head = f"[{i}/{len(plan)}] {run_dir.name}"
-        if (run_dir / "summary.json").is_file():
-            print(f"{head}: done before, kept", flush=True)
-            continue
-        cfg = item["cfg"]
-        if (run_dir / "checkpoints" / "last.ckpt").is_file():
-            cfg.ckpt_path = "last"
-        record = {k: item[k] for k in ("label", "pattern", "seed", "lr", "vary_key", "setting", "group")}
-        record["index"] = i  # tables list patterns and settings in the order of the command line
-        print(f"{head}: training", flush=True)
-        try:
-            metrics = run(cfg)
-        except Exception:  # noqa: BLE001 - one failed run must not lose the rest of the sweep
-            failed += 1
-            finish_wandb(failed=True)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "compare.json").write_text(json.dumps({**record, "status": "failed",
-                                                               "error": traceback.format_exc()[-4000:]}, indent=2))
-            print(f"{head}: FAILED\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-            continue
-        finish_wandb()
-        (run_dir / "compare.json").write_text(json.dumps({**record, "status": "done"}, indent=2))
-        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
-                         if k.startswith("val/") and "@" not in k and isinstance(v, float))
-        print(f"{head}: {shown} steps={metrics.get('step')} {metrics.get('seconds')}s", flush=True)
-    return failed
+        if (item["run_dir"] / "summary.json").is_file():
+            print(f"[{i}/{len(plan)}] {item['run_dir'].name}: done before, kept", flush=True)
+        else:
+            todo.append((i, item))
+    if jobs <= 1:
+        return sum(run_one(i, len(plan), item, threads) for i, item in todo)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: no CUDA or W&B state inherited from this process; one task per process: each run starts clean
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = [pool.submit(run_one, i, len(plan), item, threads) for i, item in todo]
+        return sum(f.result() for f in futures)
 
 
 # ---- reading runs back ----------------------------------------------------------------------------------------
@@ -566,7 +586,9 @@ def parse_args(argv: list[str]):
                         "± std over seeds at the chosen lr (e.g. test/hr@10 test/ndcg@10 test/mrr)")
     parser.add_argument("--out", default=None, help="output folder (default runs/compare/<experiment>-<time>)")
     parser.add_argument("--group", default=None, help="W&B group (default: the output folder's name)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiny models: 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (tiny models: 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (default 1: "
+                        "one after another in this process)")
     parser.add_argument("--from-runs", default=None, metavar="DIR", help="only re-read the runs under DIR and "
                         "re-make the table and plots (into --out, default DIR)")
     args, rest = parser.parse_known_args(head)
@@ -596,13 +618,11 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(str(err)) from None
         out = Path(args.out or Path("runs") / "compare" / f"{experiment}-{datetime.now():%Y%m%d-%H%M%S}")
         group = args.group or out.resolve().name
+        if args.jobs < 1:
+            raise CompareError(f"--jobs must be at least 1, got {args.jobs}")
         plan = plan_runs(args, base_argv, out, group)
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         print(f"compare: {len(plan)} runs of experiment {experiment} into {out} (W&B group {group})", flush=True)
-        failed = execute(plan)
+        failed = execute(plan, args.jobs, args.threads)
         report(out / "runs", out, args.metric, args.mode, args.columns)
     except CompareError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -121,3 +121,18 @@ def test_vary_axis_keeps_command_line_order_and_pivots(tmp_path):
     md = (out / "summary.md").read_text()
     assert "| optim.weight_decay | attention |" in md
     assert (out / "metric_by_setting.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_jobs_run_each_in_its_own_process_with_the_same_results(sweep, tmp_path):
+    out = tmp_path / "jobs"
+    code = compare.main([*TINY, "--patterns", *PATTERNS, "--seeds", "0", "--lrs", "1e-3", "--jobs", "2",
+                         "--out", str(out), "--", "logging.wandb=false"])
+    assert code == 0
+    parallel = {r["label"]: r for r in read_csv(out / "runs.csv")}
+    serial = {r["label"]: r for r in read_csv(sweep / "runs.csv") if r["seed"] == "0" and float(r["lr"]) == 1e-3}
+    assert set(parallel) == set(serial) == {"attention", "lin"}
+    for label, r in parallel.items():
+        assert r["status"] == "done"
+        for key in ("val/loss", "train/loss"):
+            assert float(r[key]) == pytest.approx(float(serial[label][key]), rel=1e-4), (label, key)
+    assert (out / "summary.md").is_file()
