@@ -298,10 +298,10 @@ def main() -> None:
         for key in MIXER_OVERRIDES:  # small heads at d_model 64
             MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
                                     for o in MIXER_OVERRIDES[key]]
-    if args.text and not args.skip_model and not Path(args.text).is_file():
-        sys.exit(f"throughput.py: --text {args.text}: no such file")  # before the layer rows, not after them
-    args.text_bytes = (Path(args.text).read_bytes() if args.text and not args.skip_model
-                       else bytes(range(256)) * 4096)
+    text = None if args.skip_model else args.text  # only the model rows read it
+    if text and not Path(text).is_file():
+        sys.exit(f"throughput.py: --text {text}: no such file")  # before the layer rows, not after them
+    args.text_bytes = Path(text).read_bytes() if text else bytes(range(256)) * 4096
     result = {"env": environment(device), "layers": [], "model": []}
 
     def save():
