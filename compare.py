@@ -219,11 +219,11 @@ def eval_seq_len(data: dict) -> int | None:
     return None
 
 
-def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, int | None, str]:
-    """(parameters, state size, evaluation length, layer stack) of a run, from its config and checkpoint."""
+def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, str]:
+    """(state size, evaluation length, layer stack) of a run, from its config."""
     from omegaconf import OmegaConf
 
-    T, params, state, layers = eval_seq_len(cfg.get("data", {})), None, None, ""
+    T, state, layers = eval_seq_len(cfg.get("data", {})), None, ""
     try:
         from lit_modules.backbone import build_backbone, expand_layers
         from mixers.registry import import_plugins
@@ -234,20 +234,7 @@ def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, int |
         state = int(build_backbone(model_cfg).state_size(T))
     except Exception as err:  # noqa: BLE001 - a table with a gap beats no table
         print(f"warning: {run_dir}: no state size ({err})", file=sys.stderr)
-    for name in ("last.ckpt", "best.ckpt"):
-        path = run_dir / "checkpoints" / name
-        if path.is_file():
-            import torch
-
-            weights = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-            seen, params = set(), 0
-            for t in weights.values():  # tied weights share storage: count them once
-                key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-                if key not in seen:
-                    seen.add(key)
-                    params += t.numel()
-            break
-    return params, state, T, layers
+    return state, T, layers
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -279,7 +266,7 @@ def collect_runs(root: Path) -> list[dict]:
         cfg = yaml.safe_load(config_path.read_text())
         record = json.loads((run_dir / "compare.json").read_text()) if (run_dir / "compare.json").is_file() else {}
         metrics = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-        params, state, T, layers = model_sizes(cfg, run_dir)
+        state, T, layers = model_sizes(cfg, run_dir)
         label = record.get("label")
         if not label:
             names = layers.split(",") if layers else []
@@ -289,7 +276,7 @@ def collect_runs(root: Path) -> list[dict]:
             "label": label, "setting": record.get("setting"), "vary_key": record.get("vary_key"),
             "seed": int(cfg.get("seed", 0)), "lr": float(cfg["optim"]["lr"]),
             "status": "done" if metrics else record.get("status", "incomplete"),
-            "layers": layers, "params": params, "state_size": state, "eval_seq_len": T,
+            "layers": layers, "params": metrics.get("params"), "state_size": state, "eval_seq_len": T,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             "index": record.get("index", 10 ** 9),
         })

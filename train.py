@@ -176,6 +176,7 @@ def _run(cfg) -> dict:
         for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
             metrics.update({k: float(v) for k, v in result.items()})
     metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir),
+                   params=sum(p.numel() for p in module.parameters()),  # tied weights once
                    global_zero=trainer.is_global_zero)
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))  # metrics of the last validation
