@@ -27,6 +27,11 @@ def peak_memory_gib(device: torch.device) -> float:
     return rss_kib / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
 
 
+def label_index(labels: torch.Tensor) -> torch.Tensor:
+    """Flat positions of the labelled tokens (label != -100)."""
+    return (labels.reshape(-1) != -100).nonzero().squeeze(1)
+
+
 class LanguageModel(L.LightningModule):
     monitor = ("val/loss", "min")
 
@@ -56,12 +61,24 @@ class LanguageModel(L.LightningModule):
                                   use_cache=use_cache)
         return self.head(h), states
 
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        # Found on the host, so that selecting the labelled positions on the GPU needs no device sync.
+        if isinstance(batch, dict) and "labels" in batch:
+            batch["label_index"] = label_index(batch["labels"])
+        return batch
+
     def _logits_and_labels(self, batch):
+        """Logits [N, V] and targets [N] at the N labelled positions only, and their flat positions in the batch.
+        MQAR and the probes label a few positions per sequence: the head, the fp32 logits and the loss are then
+        a fraction of the dense ones (same values)."""
         input_ids, labels, cu_seqlens = batch["input_ids"], batch["labels"], batch.get("cu_seqlens")
         if cu_seqlens is not None:  # documents packed across the batch: one stream, state reset at boundaries
-            input_ids, labels = input_ids.reshape(1, -1), labels.reshape(1, -1)
-        logits, _ = self(input_ids, cu_seqlens=cu_seqlens)
-        return logits, labels
+            input_ids = input_ids.reshape(1, -1)
+        h, _ = self.backbone(self.embed(input_ids), cu_seqlens=cu_seqlens)
+        index = batch.get("label_index")
+        if index is None:  # called outside a Trainer
+            index = label_index(labels)
+        return self.head(h.flatten(0, 1)[index]), labels.reshape(-1)[index], index
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token: 3x the forward of backbone and output head."""
@@ -70,10 +87,9 @@ class LanguageModel(L.LightningModule):
 
     # ---- training ----------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        logits, labels = self._logits_and_labels(batch)
-        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                   reduction="sum")
-        valid = (labels != -100).sum()
+        logits, targets, _ = self._logits_and_labels(batch)
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        valid = targets.new_tensor(targets.numel())
         # normalise by the global number of valid tokens (DDP averages gradients over ranks)
         if dist.is_available() and dist.is_initialized():
             total = valid.clone()
@@ -116,19 +132,18 @@ class LanguageModel(L.LightningModule):
         self._val_sums[key] = self._val_sums.get(key, 0) + value.detach().double()
 
     def validation_step(self, batch, batch_idx):
-        logits, labels = self._logits_and_labels(batch)
-        valid = labels != -100
-        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                   reduction="sum")
-        correct = (logits.argmax(-1) == labels) & valid
+        logits, targets, index = self._logits_and_labels(batch)
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        correct = logits.argmax(-1) == targets
         self._accumulate("loss_sum", loss_sum)
         self._accumulate("correct", correct.sum())
-        self._accumulate("count", valid.sum())
-        if "slice" in batch:  # accuracy by difficulty, e.g. number of key-value pairs
+        self._accumulate("count", targets.new_tensor(targets.numel()))
+        if "slice" in batch:  # accuracy by difficulty (e.g. number of key-value pairs), one per sequence
+            slices = batch["slice"].repeat_interleave(batch["labels"].shape[-1])[index]
             for value in batch["slice"].unique().tolist():
-                rows = batch["slice"] == value
+                rows = slices == value
                 self._accumulate(f"correct@{value}", correct[rows].sum())
-                self._accumulate(f"count@{value}", valid[rows].sum())
+                self._accumulate(f"count@{value}", rows.sum())
 
     def on_validation_epoch_end(self):
         sums = {k: v for k, v in self._val_sums.items()}
