@@ -46,14 +46,14 @@ def parametrized_cases(fn):
         yield {k: v for part in combo for k, v in part.items()}
 
 
-def warm_tests(dtype: str | None) -> None:
+def warm_tests(dtype: str | None, match: str = "") -> None:
     import pytest
     import torch
 
     tests = importlib.import_module("tests.kernels.test_prism_triton_gpu")  # sets TRITON_F32_DEFAULT=ieee
     tests.DEVICE = "cpu"
     want = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(dtype)
-    for name in sorted(n for n in dir(tests) if n.startswith("test_")):
+    for name in sorted(n for n in dir(tests) if n.startswith("test_") and match in n):
         for case in parametrized_cases(getattr(tests, name)):
             if want is not None and case.get("dtype", want) != want:
                 continue
@@ -98,13 +98,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["tests", "bench"])
     ap.add_argument("--dtype", choices=["bf16", "fp32"], help="tests: only this dtype's cases")
+    ap.add_argument("--match", default="", help="tests: only test functions whose name contains this (to split "
+                                                   "the warm-up over processes)")
     a = ap.parse_args()
     if not os.environ.get("TRITON_CACHE_DIR"):
         sys.exit("warm_triton_cache: set TRITON_CACHE_DIR to the absolute path the GPU machine will use")
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("warm_triton_cache: unset TRITON_INTERPRET (this compiles for the GPU)")
     pretend_hopper()
-    warm_tests(a.dtype) if a.what == "tests" else warm_bench()
+    warm_tests(a.dtype, a.match) if a.what == "tests" else warm_bench()
 
 
 if __name__ == "__main__":
