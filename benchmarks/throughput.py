@@ -80,6 +80,17 @@ def timed(fn, warmup: int, repeat: int, device) -> list[float]:
     return times
 
 
+def kernel_ms(fn, steps: int) -> float:
+    """GPU time per call: the sum of every kernel's duration under torch.profiler. Unlike the wall clock it leaves
+    out the host time between launches, which decides the wall clock when a step is host-bound."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3 / steps
+
+
 def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, args) -> dict:
     cfg = compose(key, d_model, [])
     name = mixer_name(key)
@@ -103,6 +114,7 @@ def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, arg
     row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12
     if device.type == "cuda":
         row["peak_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+        row["gpu_ms"] = kernel_ms(step, args.repeat)
     return row
 
 
@@ -189,11 +201,13 @@ def gdn_ratios(layers: list[dict]) -> list[str]:
             g = gdn.get(seq)
             cells.append("-" if r is None or g is None else
                          f"{r['tokens_per_s'] / g['tokens_per_s']:.2f}x / "
-                         f"{r.get('peak_mem_gib', 0) / max(g.get('peak_mem_gib', 0), 1e-9):.2f}x")
+                         f"{r.get('peak_mem_gib', 0) / max(g.get('peak_mem_gib', 0), 1e-9):.2f}x" +
+                         (f" / {g['gpu_ms'] / r['gpu_ms']:.2f}x" if "gpu_ms" in r and "gpu_ms" in g else ""))
         lines.append(f"| {key} / gdn | " + " | ".join(cells) + " |")
     if not lines:
         return []
-    return ["Against GDN (throughput / peak memory; targets >= 0.9x / <= 1.3x)", "",
+    return ["Against GDN (throughput / peak memory / throughput on GPU time, the kernels' summed durations; "
+            "targets >= 0.9x / <= 1.3x)", "",
             "| ratio | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
             "|---|" + "---|" * len(LAYER_SETTINGS), *lines, ""]
 

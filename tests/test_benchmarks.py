@@ -49,3 +49,17 @@ def test_op_memory_cpu_reports_both_ops():
     # the op's backward peak (bf16, fp32), then one layer's saved activations (fp32, bf16 autocast): PRISM's L = 2
     # writes cost memory in all four
     assert len(ratios) == 4 and all(r > 1 for r in ratios), proc.stdout
+
+
+def test_gdn_ratio_table_reads_throughput_memory_and_gpu_time():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from throughput import LAYER_SETTINGS, gdn_ratios
+
+    seq = LAYER_SETTINGS[0][0]
+    rows = [{"mixer": "gdn", "seq": seq, "tokens_per_s": 2000.0, "peak_mem_gib": 1.0, "gpu_ms": 4.5},
+            {"mixer": "prism", "seq": seq, "tokens_per_s": 1500.0, "peak_mem_gib": 1.5, "gpu_ms": 5.0}]
+    line = next(line for line in gdn_ratios(rows) if line.startswith("| prism / gdn"))
+    assert line.split(" | ")[1] == "0.75x / 1.50x / 0.90x"
+    del rows[1]["gpu_ms"]  # a CPU run has no GPU time
+    line = next(line for line in gdn_ratios(rows) if line.startswith("| prism / gdn"))
+    assert line.split(" | ")[1] == "0.75x / 1.50x"
