@@ -83,12 +83,14 @@ def timed(fn, warmup: int, repeat: int, device) -> list[float]:
 def kernel_ms(fn, steps: int) -> float:
     """GPU time per call: the sum of every kernel's duration under torch.profiler. Unlike the wall clock it leaves
     out the host time between launches, which decides the wall clock when a step is host-bound."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             fn()
         torch.cuda.synchronize()
-    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3 / steps
+    # only the kernels' own events: the CPU op that launched a kernel carries its time too (counted twice otherwise)
+    return sum(e.self_device_time_total for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / 1e3 / steps
 
 
 def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, args) -> dict:
@@ -103,11 +105,15 @@ def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, arg
             y, _ = layer(x)
         y.float().square().mean().backward()
 
+    for _ in range(args.warmup):  # before the memory reset: autotuning's trial runs are not the layer's memory
+        step()
+    layer.zero_grad(set_to_none=True)  # the gradients count, as the timed steps allocate them again
+    x.grad = None
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    times = timed(step, args.warmup, args.repeat, device)
+    times = timed(step, 0, args.repeat, device)
     seconds = statistics.median(times)
     row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
            "flops_fwd": layer.flops(seq) * batch}
