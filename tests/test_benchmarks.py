@@ -1,6 +1,6 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
 on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
-profile_layer.py, and op_memory_cpu.py (under the interpreter: the op and the layer)."""
+profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer) and host_ops_cpu.py."""
 import json
 import subprocess
 import sys
@@ -49,6 +49,20 @@ def test_op_memory_cpu_reports_both_ops():
     # the op's backward peak (bf16, fp32), then one layer's saved activations (fp32, bf16 autocast): PRISM's L = 2
     # writes cost memory in all four
     assert len(ratios) == 4 and all(r > 1 for r in ratios), proc.stdout
+
+
+def test_host_ops_cpu_counts_both_layers():
+    import os
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "benchmarks/host_ops_cpu.py", "--seq", "16", "--top", "3"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {tuple(line.split()[:2]): [int(v) for v in line.split()[2:]] for line in proc.stdout.splitlines()
+            if line.startswith(("prism ", "gdn "))}
+    assert set(rows) == {(m, p) for m in ("prism", "gdn") for p in ("forward", "backward")}, proc.stdout
+    # PRISM's op runs GDN's kernels plus its own (the extra writes' chunk-local terms and state kernel)
+    assert rows["prism", "backward"][1] > rows["gdn", "backward"][1] > 0, proc.stdout
+    assert all(aten > 100 for aten, _ in rows.values()), proc.stdout
 
 
 def test_gdn_ratio_table_reads_throughput_memory_and_gpu_time():
