@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
@@ -58,13 +59,14 @@ def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
 def layer_saved_bytes(mixer: str, T: int, autocast: bool) -> int:
     import torch
 
+    from host_ops_cpu import BACKEND
     from mixers.registry import get_mixer
+    from throughput import compose
 
-    overrides = {"prism": dict(num_heads=6, head_dim=128, steps=2, backend="triton"),
-                 "gdn": dict(num_heads=6, head_dim=128, expand_v=1.0, backend="fla")}[mixer]
+    cfg = compose(mixer, 768, [f"model.mixers.{mixer}.backend={BACKEND[mixer]}"])  # throughput.py's widths
     torch.manual_seed(0)
     cls = get_mixer(mixer)
-    layer = cls(768, cls.Config(**overrides))
+    layer = cls(768, cls.Config(**cfg["model"]["mixers"][mixer]))
     params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
     x = torch.randn(1, T, 768, requires_grad=True)
     storages = {}
