@@ -5,6 +5,7 @@ import math
 import resource
 import sys
 import time
+import warnings
 
 import lightning as L
 import torch
@@ -15,6 +16,10 @@ from torch import nn
 
 from .backbone import build_backbone
 from .optim import configure_optimizers_from
+
+# Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
+# LanguageModel's hook is meant for every datamodule.
+warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 # Dense bf16 peak TFLOP/s of GPUs whose name contains the key (for perf/mfu).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
