@@ -24,9 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-BACKEND = {"prism": "triton", "gdn": "fla"}  # "auto" would pick the torch paths on CPU tensors
-
-
 LAUNCH = "triton_launch"
 
 
@@ -45,8 +42,7 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
     from torch.profiler import ProfilerActivity, profile, record_function
     from triton.runtime.interpreter import InterpretedFunction
 
-    from mixers.registry import get_mixer
-    from throughput import compose, mixer_name
+    from throughput import KERNEL_BACKEND, build_layer
 
     launches = Counter()
     run = InterpretedFunction.run
@@ -56,10 +52,8 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
         with record_function(LAUNCH):  # the interpreter's own torch calls (argument copies) are not host work
             return run(self, *args, **kwargs)
 
-    name = mixer_name(mixer)
-    cfg = compose(mixer, 768, [f"model.mixers.{name}.backend={BACKEND[mixer]}"])
     torch.manual_seed(0)
-    layer = get_mixer(name)(768, get_mixer(name).Config(**cfg["model"]["mixers"][name]))
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
     x = torch.randn(1, seq, 768, requires_grad=True)
     counts = {}
     InterpretedFunction.run = counted_run
@@ -97,7 +91,7 @@ def main() -> None:
         for part, c in parts.items():
             aten = sum(v for k, v in c.items() if k.startswith("aten::"))
             print(f"{m:6s} {part:9s} {aten:9d} {sum(c.values()) - aten:9d}")
-    print(f"\nmost different calls (prism - gdn, forward + backward):")
+    print("\nmost different calls (prism - gdn, forward + backward):")
     total = {m: parts["forward"] + parts["backward"] for m, parts in counts.items()}
     diff = {k: total["prism"][k] - total["gdn"][k] for k in total["prism"].keys() | total["gdn"].keys()}
     for k, d in sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:args.top]:

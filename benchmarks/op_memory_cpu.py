@@ -59,14 +59,10 @@ def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
 def layer_saved_bytes(mixer: str, T: int, autocast: bool) -> int:
     import torch
 
-    from host_ops_cpu import BACKEND
-    from mixers.registry import get_mixer
-    from throughput import compose
+    from throughput import KERNEL_BACKEND, build_layer
 
-    cfg = compose(mixer, 768, [f"model.mixers.{mixer}.backend={BACKEND[mixer]}"])  # throughput.py's widths
     torch.manual_seed(0)
-    cls = get_mixer(mixer)
-    layer = cls(768, cls.Config(**cfg["model"]["mixers"][mixer]))
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
     params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
     x = torch.randn(1, T, 768, requires_grad=True)
     storages = {}

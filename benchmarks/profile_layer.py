@@ -14,9 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import compose, mixer_name  # noqa: E402
-
-from mixers.registry import get_mixer  # noqa: E402
+from throughput import build_layer  # noqa: E402
 
 
 def main() -> None:
@@ -28,11 +26,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=30)
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides, e.g. model.mixers.prism.steps=3")
     args = p.parse_args()
-    name = mixer_name(args.mixer)
-    cfg = compose(args.mixer, args.d_model, args.override)
     cuda = torch.cuda.is_available()  # on a CPU: the same layer in fp32, CPU time (a smoke run of this script)
     device = torch.device("cuda" if cuda else "cpu")
-    layer = get_mixer(name)(args.d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name])).to(device)
+    layer = build_layer(args.mixer, args.d_model, args.override).to(device)
     x = torch.randn(args.batch, args.seq, args.d_model, device=device, requires_grad=True)
 
     def step():

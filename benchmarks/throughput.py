@@ -48,6 +48,9 @@ MIXER_OVERRIDES = {
                         "model.mixers.ttt_mlp.checkpoint_group=16"],
 }
 LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
+# The GPU kernels "auto" picks on CUDA tensors, named for the scripts that run these layers on the CPU
+# (under Triton's interpreter, or compiling only), where "auto" would pick the torch paths.
+KERNEL_BACKEND = {"prism": "triton", "gdn": "fla", "gla": "fla", "mamba2": "fla"}
 
 
 def mixer_name(key: str) -> str:
@@ -61,9 +64,14 @@ def compose(key: str, d_model: int, extra: list[str]) -> dict:
     return config_to_dict(compose_config(["experiment=slimpajama_130m", *overrides]))
 
 
-def timed(fn, warmup: int, repeat: int, device) -> list[float]:
-    for _ in range(warmup):
-        fn()
+def build_layer(key: str, d_model: int, extra: list[str] = ()):
+    """One layer of the row key's mixer, at this benchmark's widths (MIXER_OVERRIDES) plus extra overrides."""
+    name = mixer_name(key)
+    cfg = compose(key, d_model, list(extra))
+    return get_mixer(name)(d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name]))
+
+
+def timed(fn, repeat: int, device) -> list[float]:
     times = []
     for _ in range(repeat):
         if device.type == "cuda":
@@ -94,10 +102,7 @@ def kernel_ms(fn, steps: int) -> float:
 
 
 def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, args) -> dict:
-    cfg = compose(key, d_model, [])
-    name = mixer_name(key)
-    mixer_cfg = get_mixer(name).Config(**cfg["model"]["mixers"][name])
-    layer = get_mixer(name)(d_model, mixer_cfg).to(device)
+    layer = build_layer(key, d_model).to(device)
     x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
 
     def step():
@@ -113,7 +118,7 @@ def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, arg
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    times = timed(step, 0, args.repeat, device)
+    times = timed(step, args.repeat, device)
     seconds = statistics.median(times)
     row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
            "flops_fwd": layer.flops(seq) * batch}

@@ -87,7 +87,7 @@ def warm_bench() -> None:
     os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
     os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
     args = argparse.Namespace(warmup=0, repeat=1)
-    for key, backend in [("prism", "triton"), ("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla")]:
+    for key, backend in throughput.KERNEL_BACKEND.items():
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
         throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend={backend}"]
         timed(f"layer {key}", lambda: throughput.bench_layer(key, 2048, 8, 768, torch.device("cpu"), torch.bfloat16,
