@@ -29,9 +29,14 @@ class ShortConv(nn.Module):
         nn.init.kaiming_uniform_(self.weight.unsqueeze(1), a=5 ** 0.5)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                state: torch.Tensor | None = None, use_cache: bool = False):
+                state: torch.Tensor | None = None, use_cache: bool = False, fused: bool | None = None):
+        """fused (default: for CUDA tensors) runs calls without a decoding state through fla's Triton
+        causal_conv1d, as fla's own layers do: one kernel each way with the activation inside, and a contiguous
+        [B, T, D] output. The torch path's output is a transposed view, which every Linear reading it would copy."""
         if mask is not None:
             x = x * mask.unsqueeze(-1).to(x.dtype)
+        if (x.is_cuda if fused is None else fused) and state is None and not use_cache:
+            return self._fla(x, cu_seqlens), None
         if cu_seqlens is None:
             y, tail = self._dense(x, state)
         else:
@@ -39,6 +44,13 @@ class ShortConv(nn.Module):
         if self.activation == "silu":
             y = F.silu(y)
         return y, (tail if use_cache else None)
+
+    def _fla(self, x, cu_seqlens):
+        from fla.modules.causal_conv1d import causal_conv1d
+        if torch.is_autocast_enabled(x.device.type):  # autocast skips custom Functions; conv1d would cast
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        y, _ = causal_conv1d(x, self.weight, activation=self.activation, cu_seqlens=cu_seqlens)
+        return y
 
     def _dense(self, x, state):
         B, T, D = x.shape

@@ -90,7 +90,9 @@ class GatedDeltaNet(Mixer):
         conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
         qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
         if self.conv is not None:
-            qkv, conv_state = self.conv(qkv, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache)
+            fused = cfg.backend == "fla" or (cfg.backend == "auto" and x.is_cuda)   # fla's conv with fla's op
+            qkv, conv_state = self.conv(qkv, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache,
+                                        fused=fused)
         else:
             qkv = F.silu(qkv)
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], -1)

@@ -198,3 +198,27 @@ def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
     with torch.autocast(DEVICE, dtype=torch.bfloat16):
         layer(torch.randn(2, 64, 256, device=DEVICE))[0].float().sum().backward()
     assert seen == [(torch.bfloat16,) * 4], seen
+
+
+def test_fused_short_conv_under_autocast():
+    """The mixers' short convolution on CUDA runs fla's Triton causal_conv1d, outside autocast, so ShortConv casts its
+    input itself: under bf16 autocast it must return bf16 like the torch path (F.conv1d autocasts), contiguous, and
+    both must be within bf16 tolerance of the fp32 torch path, output and gradients (input and filter)."""
+    from mixers.common import ShortConv
+    torch.manual_seed(0)
+    conv = ShortConv(768, 4).to(DEVICE)
+    x = torch.randn(2, 1001, 768, device=DEVICE)
+    w = torch.randn(2, 1001, 768, device=DEVICE)
+
+    def run(fused, autocast):
+        xi = x.clone().requires_grad_()
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=autocast):
+            y, _ = conv(xi, fused=fused)
+        return [y] + list(torch.autograd.grad((y.float() * w).sum(), [xi, conv.weight]))
+
+    ref = run(False, False)
+    for fused in (True, False):
+        got = run(fused, True)
+        assert got[0].dtype == torch.bfloat16 and got[0].is_contiguous() == fused
+        errs = [rel(a, b) for a, b in zip(got, ref)]
+        assert max(errs) <= 5e-3, (fused, errs)
