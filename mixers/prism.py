@@ -65,16 +65,6 @@ class PRISMState:
     recurrent: torch.Tensor
 
 
-def _low_rank_or_full(d_in: int, d_out: int, rank: int) -> nn.Module:
-    if rank > 0:
-        return nn.Sequential(nn.Linear(d_in, rank, bias=False), nn.Linear(rank, d_out, bias=True))
-    return nn.Linear(d_in, d_out, bias=True)
-
-
-def _out_bias(m: nn.Module) -> torch.Tensor:
-    return (m[-1] if isinstance(m, nn.Sequential) else m).bias
-
-
 @register_mixer("prism")
 class PRISM(Mixer):
     Config = PRISMConfig
@@ -103,29 +93,27 @@ class PRISM(Mixer):
         HD = H * d
 
         self.conv = ShortConv(d_model, c.conv_size, "silu") if c.anchor == "conv" else None
-        self.q_proj = nn.Linear(d_model, HD, bias=False)
-        self.v_proj = nn.Linear(d_model, HD, bias=False)
-        self.k_proj = nn.Linear(d_model, HD * (1 if c.shared_key else L), bias=False)
-        self.b_proj = nn.Linear(d_model, H * L, bias=True)
-        nn.init.zeros_(self.b_proj.bias)
-        if c.solver == "closed_form":
-            self.p_proj = _low_rank_or_full(d_model, L * HD, c.gain_rank)   # P = sigmoid(.), starts at 1/2
-            nn.init.zeros_(_out_bias(self.p_proj))
-        elif c.gain == "learned":
-            self.p_proj = _low_rank_or_full(d_model, L * HD, c.gain_rank)   # p starts near 1
-            nn.init.ones_(_out_bias(self.p_proj))
-        else:
-            self.p_proj = None
-        # r[1] = v - U_h needs U in value width: slice per head when widths match, else a linear map
+        # Every full-rank projection of U is one matmul (in_proj), split afterwards: one GEMM and one autograd node
+        # instead of six, which at training sizes is host time, not GPU time (benchmarks/results). Output order:
+        # q, v, keys, [r: r[1] = v - U_h needs U in value width when H*d != D], [p: gains], b (betas), a (decay).
+        # Only p, b and a have biases (in_bias, the tail of the output).
         needs_res = c.solver == "paper" and HD != d_model
-        self.r_proj = nn.Linear(d_model, HD, bias=False) if needs_res else None
-
+        full_p = c.gain_rank == 0 and (c.solver == "closed_form" or c.gain == "learned")
+        self._widths = [HD, HD, HD * (1 if c.shared_key else L), HD if needs_res else 0,
+                        L * HD if full_p else 0, H * L, H]
+        self.in_proj = nn.Linear(d_model, sum(self._widths), bias=False)
         alpha0 = torch.empty(H).uniform_(c.alpha_init_min, c.alpha_init_max)
-        self.a_proj = nn.Linear(d_model, H, bias=c.decay == "sigmoid")
-        if c.decay == "sigmoid":
-            with torch.no_grad():
-                self.a_proj.bias.copy_(torch.logit(alpha0))
-        else:  # Gated DeltaNet: g = -exp(A_log) softplus(U Wa + dt_bias); A ~ U(1, 16), dt chosen for alpha0
+        p_bias = torch.full((self._widths[4],), 1.0 if c.solver == "paper" else 0.0)  # p starts near 1; P at 1/2
+        a_bias = torch.logit(alpha0) if c.decay == "sigmoid" else torch.zeros(0)
+        self.in_bias = nn.Parameter(torch.cat([p_bias, torch.zeros(H * L), a_bias]))
+        self._unbiased = sum(self._widths) - self.in_bias.numel()
+        # a rank-r gain map is its own two matmuls
+        self.p_proj = None
+        if c.gain_rank > 0 and (c.solver == "closed_form" or c.gain == "learned"):
+            self.p_proj = nn.Sequential(nn.Linear(d_model, c.gain_rank, bias=False),
+                                        nn.Linear(c.gain_rank, L * HD, bias=True))
+            nn.init.constant_(self.p_proj[1].bias, 1.0 if c.solver == "paper" else 0.0)
+        if c.decay == "gdn":  # Gated DeltaNet: g = -exp(A_log) softplus(U Wa + dt_bias); A ~ U(1, 16), dt for alpha0
             A = torch.empty(H).uniform_(1, 16)
             dt = -torch.log(alpha0) / A
             self.A_log = nn.Parameter(torch.log(A))
@@ -138,8 +126,17 @@ class PRISM(Mixer):
                 nn.init.normal_(module.weight, std=c.init_std)
 
     # ------------------------------------------------------------------------------------------------------------
-    def _log_decay(self, u: torch.Tensor) -> torch.Tensor:
-        a = self.a_proj(u)
+    def _project(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(q, v, keys, r, p, b, a) = U in_proj (+ in_bias), views of one [B, T, n] output. n is padded to a
+        multiple of 64: with the odd width of b and a (3 H), cuBLAS falls back to slow unaligned sm80 kernels for
+        this GEMM and its two backward GEMMs (2.2x GDN's whole layer GEMM time on an H200, 2026-12-02)."""
+        n = sum(self._widths)
+        pad = -n % 64
+        w = F.pad(self.in_proj.weight, (0, 0, 0, pad))
+        return F.linear(u, w, F.pad(self.in_bias, (self._unbiased, pad))).split(self._widths + [pad], -1)[:7]
+
+    def _log_decay(self, a: torch.Tensor) -> torch.Tensor:
+        """log alpha from the decay projection a = U Wa (+ ba)."""
         a = a.to(torch.promote_types(a.dtype, torch.float32))            # gates in >= fp32
         if self.config.decay == "sigmoid":
             return F.logsigmoid(a)
@@ -158,14 +155,15 @@ class PRISM(Mixer):
             return fla_l2norm(x)
         return l2norm(x)
 
-    def _solver(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D] and values v [B,T,H,d]."""
+    def _solver(self, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D], values v [B,T,H*d], the
+        residual map r (width 0 when U is sliced per head) and the gains p (width 0 without in_proj gains)."""
         c = self.config
-        B, T, H, d = v.shape
-        res = None if c.solver == "closed_form" else (self.r_proj(u) if self.r_proj is not None else u)
-        p = self.p_proj(u) if self.p_proj is not None else None
+        B, T, HD = v.shape
+        res = None if c.solver == "closed_form" else (r if r.shape[-1] else u)
+        p = self.p_proj(u) if self.p_proj is not None else (p if p.shape[-1] else None)
         solve = prism_solver if self._fused(v) else prism_solver_reference  # one kernel, not L x several ops
-        return solve(v.reshape(B, T, H * d), res, p, self.steps, d, c.solver, c.nonlinearity)
+        return solve(v, res, p, self.steps, self.head_dim, c.solver, c.nonlinearity)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
                 state: PRISMState | None = None, use_cache: bool = False):
@@ -175,22 +173,21 @@ class PRISM(Mixer):
         if mask is not None and tuple(mask.shape) != (B, T):
             raise ValueError(f"prism: mask must have shape [B, T] = {(B, T)}, got {tuple(mask.shape)}")
         if self.conv is not None:
-            u, conv_tail = self.conv(x, mask=mask, cu_seqlens=cu_seqlens,
-                                     state=None if state is None else state.conv, use_cache=use_cache)
+            u, conv_tail = self.conv(x, mask=mask, cu_seqlens=cu_seqlens, state=None if state is None else state.conv,
+                                     use_cache=use_cache, fused=self._fused(x))
         else:
             u, conv_tail = (x if mask is None else x * mask[..., None].to(x.dtype)), None
 
-        v = self.v_proj(u).view(B, T, H, d)
+        q, v, k, r, p, b, a = self._project(u)
         # _l2norm keeps the projections' dtype (F.normalize under CUDA autocast would hand the kernels fp32 q, k)
-        q = self._l2norm(self.q_proj(u).view(B, T, H, d))
-        k = self.k_proj(u)
+        q = self._l2norm(q.reshape(B, T, H, d))
         if c.shared_key:
-            k = self._l2norm(k.view(B, T, H, 1, d)).expand(B, T, H, L, d)
+            k = self._l2norm(k.reshape(B, T, H, 1, d)).expand(B, T, H, L, d)
         else:
-            k = self._l2norm(k.view(B, T, H, L, d))  # head-major: the op takes it as is, without a copy
-        beta = torch.sigmoid(self.b_proj(u).view(B, T, H, L))
-        g = self._log_decay(u)
-        delta = self._solver(u, v)                                        # [B,T,H,L,d]
+            k = self._l2norm(k.reshape(B, T, H, L, d))  # head-major: the op takes it as is, without a copy
+        beta = torch.sigmoid(b).view(B, T, H, L)
+        g = self._log_decay(a)
+        delta = self._solver(u, v, r, p)                                  # [B,T,H,L,d]
         if mask is not None:  # padding neither writes nor decays the state
             m = mask.to(beta.dtype)
             beta = beta * m[..., None, None]
@@ -212,15 +209,11 @@ class PRISM(Mixer):
     def flops(self, seq_len: int) -> int:
         c, D, H, d, L = self.config, self.d_model, self.num_heads, self.head_dim, self.steps
         HD = H * d
-        per_token = 2 * D * HD * 4                                        # q, v, output gate, o_proj
-        per_token += 2 * D * HD * (1 if c.shared_key else L)              # keys
-        per_token += 2 * D * H * L + 2 * D * H                            # betas, decay
+        per_token = 2 * D * sum(self._widths) + 2 * D * HD * 2           # in_proj; output gate, o_proj
         if self.conv is not None:
             per_token += 2 * D * c.conv_size                              # depthwise conv
-        if self.p_proj is not None:                                       # gain / closed-form P
-            per_token += 2 * (D * c.gain_rank + c.gain_rank * L * HD) if c.gain_rank > 0 else 2 * D * L * HD
-        if self.r_proj is not None:
-            per_token += 2 * D * HD
+        if self.p_proj is not None:                                       # rank-r gains
+            per_token += 2 * (D * c.gain_rank + c.gain_rank * L * HD)
         per_token += 4 * L * HD                                           # solver: gain, nonlinearity, residual
         recurrence = prism_delta_rule_flops(seq_len, H, d, d, L, c.chunk_size)
         return per_token * seq_len + recurrence

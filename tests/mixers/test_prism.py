@@ -120,8 +120,15 @@ def test_fp32_close_to_fp64_and_backward_reaches_every_parameter():
 def test_initial_decay_and_gain():
     for decay in ("sigmoid", "gdn"):
         m = make(decay=decay)
-        alpha = m._log_decay(torch.zeros(1, 1, D, dtype=torch.float64)).exp()
+        a = m.double()._project(torch.zeros(1, 1, D, dtype=torch.float64))[-1]   # the decay projection of U = 0
+        alpha = m._log_decay(a).exp()
         assert ((alpha > 0.949) & (alpha < 0.991)).all(), f"{decay}: initial alpha {alpha}"
+    u = torch.zeros(1, 1, D, dtype=torch.float64)
+    for kw, gain in [({}, 1.0), ({"solver": "closed_form"}, 0.0), ({"gain_rank": 2}, 1.0)]:  # p near 1; P = 1/2
+        m = make(**kw)
+        p = m.p_proj(u) if m.p_proj is not None else m._project(u)[4]
+        assert p.shape[-1] == m.steps * D and (p == gain).all(), (kw, p)
+        assert (m._project(u)[5] == 0).all()                                             # beta starts at 1/2
 
 
 def test_state_size_and_flops():

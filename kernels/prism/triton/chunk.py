@@ -128,7 +128,7 @@ def _expand(rows, Lp):
 class _Ctx:
     """Everything the forward and the backward recompute from the inputs (cheap, state-free)."""
 
-    def __init__(self, q, k, v, beta, g, cu_seqlens, C, Lp, Ai=None):
+    def __init__(self, q, k, v, beta, g, cu_seqlens, C, Lp, Ai=None, gc=None):
         from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
         from fla.ops.gated_delta_rule.wy_fast import recompute_w_u_fwd
         from fla.ops.utils import chunk_local_cumsum
@@ -142,8 +142,9 @@ class _Ctx:
         self.ci = prepare_chunk_indices(cu_seqlens, C) if cu_seqlens is not None else None
         self.cu_x = cu_seqlens * Lp if cu_seqlens is not None else None
         self.ci_x = self.ci  # the expanded chunks are the original chunks
-        self.gc = chunk_local_cumsum(g.float().contiguous(), chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens,
-                                     chunk_indices=self.ci)                  # [B,T,H] fp32, log2 units
+        self.gc = gc if gc is not None else chunk_local_cumsum(
+            g.float().contiguous(), chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens, chunk_indices=self.ci)
+        # [B,T,H] fp32, log2 units
         self.k0 = k[:, :, :, 0].contiguous()
         self.b0 = beta[:, :, :, 0].contiguous()
         if L > 1:
@@ -181,10 +182,10 @@ def prism_fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp
     o_x = chunk_fwd_o(q=c.q_x, k=c.k_x, v=v_new, h=h, g=c.g_x, scale=scale, cu_seqlens=c.cu_x,
                       chunk_size=Lp * C, chunk_indices=c.ci_x)
     o = o_x.view(B, T, Lp, H, -1)[:, :, Lp - 1].contiguous() if Lp > 1 else o_x
-    return o, ht, c.Ai
+    return o, ht, c.Ai, c.gc
 
 
-def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
+def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, dht):
     from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_bwd_dhu
     from fla.ops.common.chunk_o import chunk_bwd_dqkwg, chunk_bwd_dv_local
     from fla.ops.gated_delta_rule.wy_fast import prepare_wy_repr_bwd
@@ -193,7 +194,7 @@ def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     f = torch.float32
-    c = _Ctx(q, k, v, beta, g, cu_seqlens, C, Lp, Ai=Ai)
+    c = _Ctx(q, k, v, beta, g, cu_seqlens, C, Lp, Ai=Ai, gc=gc)
     h, v_new, _ = c.state(h0, False)
     BTx = Lp * C
     do_x = _expand([None] * (Lp - 1) + [do.to(q.dtype)], Lp) if Lp > 1 else do.to(q.dtype).contiguous()
@@ -239,7 +240,7 @@ def prism_bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
 # add the extra writes' chunk-local output term and all their gradients (including their share of the carried
 # state, through fla's per-chunk dh = dL/d(state at chunk end)).
 
-def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
+def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None, gc=None):
     from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
     from fla.ops.gated_delta_rule.wy_fast import recompute_w_u_fwd
     from fla.ops.utils import chunk_local_cumsum
@@ -251,7 +252,8 @@ def _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=None):
     c.ci = prepare_chunk_indices(cu_seqlens, C) if cu_seqlens is not None else None
     c.cu_x = cu_seqlens * Lp if cu_seqlens is not None else None
     c.ci_x = c.ci
-    c.gc = chunk_local_cumsum(g, chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens, chunk_indices=c.ci)
+    c.gc = gc if gc is not None else chunk_local_cumsum(g, chunk_size=C, scale=RCP_LN2, cu_seqlens=cu_seqlens,
+                                                        chunk_indices=c.ci)
     c.k0 = k[:, :, :, 0].contiguous()
     c.b0 = beta[:, :, :, 0].contiguous()
     c.ox = None
@@ -301,16 +303,16 @@ def prism_fwd_split(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens,
                     chunk_indices=c.ci)
     if c.ox is not None:
         o.add_(c.ox)  # summed in fp32, rounded once: one kernel, no fp32 copy of o
-    return o, ht, c.Ai
+    return o, ht, c.Ai, c.gc
 
 
-def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do, dht):
+def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, dht):
     from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_bwd_dhu
     from fla.ops.common.chunk_o import chunk_bwd_dqkwg, chunk_bwd_dv_local
     from fla.ops.gated_delta_rule.wy_fast import prepare_wy_repr_bwd
     from fla.ops.utils import chunk_local_cumsum
     L = k.shape[3]
-    c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai)
+    c = _prep_split(q, k, v, beta, g, scale, cu_seqlens, C, Lp, Ai=Ai, gc=gc)
     h, v_new, _ = _state_split(c, h0, False, k, v, beta)
     do = do.to(q.dtype).contiguous()
     kw = dict(cu_seqlens=cu_seqlens, chunk_size=C, chunk_indices=c.ci)
@@ -356,12 +358,14 @@ _EMPTY = (0,)
 @torch.library.custom_op("prism_triton::chunk_fwd", mutates_args=())
 def _chunk_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
                   h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, scale: float, output_final_state: bool,
-                  C: int, Lp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  C: int, Lp: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Ai (the chunks' inverted triangular systems) and gc (the chunk-local cumulative log2 decay) are kept for
+    # the backward, which would otherwise recompute them
     fwd = prism_fwd if _impl() == "expanded" else prism_fwd_split
-    o, ht, Ai = fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
+    o, ht, Ai, gc = fwd(q, k, v, beta, g, scale, h0, output_final_state, cu_seqlens, C, Lp)
     if ht is None:
         ht = q.new_empty(_EMPTY, dtype=torch.float32)
-    return o, ht, Ai
+    return o, ht, Ai, gc
 
 
 @_chunk_fwd_op.register_fake
@@ -369,16 +373,16 @@ def _(q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp):
     B, T, H, L, K = k.shape
     N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
     ht = q.new_empty((N, H, K, v.shape[-1]) if output_final_state else _EMPTY, dtype=torch.float32)
-    return v.new_empty(B, T, H, v.shape[-1]), ht, k.new_empty(B, T, H, C)
+    return v.new_empty(B, T, H, v.shape[-1]), ht, k.new_empty(B, T, H, C), g.new_empty(B, T, H)
 
 
 @torch.library.custom_op("prism_triton::chunk_bwd", mutates_args=())
 def _chunk_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
-                  h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, Ai: torch.Tensor, do: torch.Tensor,
-                  dht: torch.Tensor | None, scale: float, C: int, Lp: int
+                  h0: torch.Tensor | None, cu_seqlens: torch.Tensor | None, Ai: torch.Tensor, gc: torch.Tensor,
+                  do: torch.Tensor, dht: torch.Tensor | None, scale: float, C: int, Lp: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     bwd = prism_bwd if _impl() == "expanded" else prism_bwd_split
-    dq, dk, dv, db, dg, dh0 = bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, do.contiguous(),
+    dq, dk, dv, db, dg, dh0 = bwd(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do.contiguous(),
                                   dht.contiguous() if dht is not None else None)
     if dh0 is None:
         dh0 = q.new_empty(_EMPTY, dtype=torch.float32)
@@ -386,7 +390,7 @@ def _chunk_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch
 
 
 @_chunk_bwd_op.register_fake
-def _(q, k, v, beta, g, h0, cu_seqlens, Ai, do, dht, scale, C, Lp):
+def _(q, k, v, beta, g, h0, cu_seqlens, Ai, gc, do, dht, scale, C, Lp):
     dh0 = torch.empty_like(h0, dtype=torch.float32) if h0 is not None else q.new_empty(_EMPTY, dtype=torch.float32)
     return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(beta),
             torch.empty_like(g), dh0)
@@ -394,15 +398,15 @@ def _(q, k, v, beta, g, h0, cu_seqlens, Ai, do, dht, scale, C, Lp):
 
 def _setup_context(ctx, inputs, output):
     q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp = inputs
-    ctx.save_for_backward(q, k, v, beta, g, h0, cu_seqlens, output[2])
+    ctx.save_for_backward(q, k, v, beta, g, h0, cu_seqlens, output[2], output[3])
     ctx.scale, ctx.C, ctx.Lp, ctx.has_ht = scale, C, Lp, output_final_state
 
 
-def _backward(ctx, do, dht, dAi):
-    q, k, v, beta, g, h0, cu_seqlens, Ai = ctx.saved_tensors
+def _backward(ctx, do, dht, dAi, dgc):
+    q, k, v, beta, g, h0, cu_seqlens, Ai, gc = ctx.saved_tensors
     if not ctx.has_ht:
         dht = None
-    dq, dk, dv, db, dg, dh0 = _chunk_bwd_op(q, k, v, beta, g, h0, cu_seqlens, Ai, do, dht, ctx.scale, ctx.C,
+    dq, dk, dv, db, dg, dh0 = _chunk_bwd_op(q, k, v, beta, g, h0, cu_seqlens, Ai, gc, do, dht, ctx.scale, ctx.C,
                                             ctx.Lp)
     return dq, dk, dv, db, dg, (dh0 if h0 is not None else None), None, None, None, None, None
 
@@ -436,5 +440,5 @@ def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None,
         N = B if cu_seqlens is None else cu_seqlens.numel() - 1
         ht = h0 if h0 is not None else q.new_zeros(N, H, K, V, dtype=torch.float32)
         return v.new_zeros(B, 0, H, V), (ht if output_final_state else None)
-    o, ht, _ = _chunk_fwd_op(q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp)
+    o, ht, _, _ = _chunk_fwd_op(q, k, v, beta, g, h0, cu_seqlens, scale, output_final_state, C, Lp)
     return o.to(out_dtype), (ht if output_final_state else None)
