@@ -71,21 +71,22 @@ def build_layer(key: str, d_model: int, extra: list[str] = ()):
     return get_mixer(name)(d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name]))
 
 
-def timed(fn, repeat: int, device) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+def timed(fn, steps: int, device) -> float:
+    """Seconds per call of fn over `steps` calls back to back, as in training: the host queues the next step's
+    kernels while the GPU runs the last ones, so a step costs max(host time, GPU time), not their sum."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(steps):
             fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return times
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3 / steps
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t0) / steps
 
 
 def kernel_ms(fn, steps: int) -> float:
@@ -101,32 +102,66 @@ def kernel_ms(fn, steps: int) -> float:
     return sum(e.self_device_time_total for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / 1e3 / steps
 
 
-def bench_layer(key: str, seq: int, batch: int, d_model: int, device, dtype, args) -> dict:
-    layer = build_layer(key, d_model).to(device)
-    x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
+class LayerStep:
+    """One mixer layer's forward+backward on a fixed input, with its peak memory measured per round."""
 
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            y, _ = layer(x)
+    def __init__(self, key: str, seq: int, batch: int, d_model: int, device, dtype):
+        self.key, self.seq, self.batch, self.device, self.dtype = key, seq, batch, device, dtype
+        self.layer = build_layer(key, d_model).to(device)
+        self.x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
+        self.peak = 0
+
+    def __call__(self):
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            y, _ = self.layer(self.x)
         y.float().square().mean().backward()
 
-    for _ in range(args.warmup):  # before the memory reset: autotuning's trial runs are not the layer's memory
-        step()
-    layer.zero_grad(set_to_none=True)  # the gradients count, as the timed steps allocate them again
-    x.grad = None
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    times = timed(step, args.repeat, device)
-    seconds = statistics.median(times)
-    row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
-           "flops_fwd": layer.flops(seq) * batch}
-    row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12
-    if device.type == "cuda":
-        row["peak_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
-        row["gpu_ms"] = kernel_ms(step, args.repeat)
-    return row
+    def round(self, steps: int) -> float:
+        """Seconds per step over one round; the peak above what was allocated before it (the gradients count, as
+        the steps allocate them again)."""
+        self.layer.zero_grad(set_to_none=True)
+        self.x.grad = None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        seconds = timed(self, steps, self.device)
+        if self.device.type == "cuda":
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated() - base)
+        return seconds
+
+
+def bench_layers(keys: list[str], seq: int, batch: int, d_model: int, device, dtype, args) -> list[dict]:
+    """One layer of each mixer at one length. The mixers are timed in alternating rounds (args.rounds rounds of
+    args.repeat steps each, median) so that the host's speed, which drifts during a run and decides the wall clock
+    of a host-bound step, is the same for all of them and their ratios."""
+    steps, rows = {}, {}
+    for key in keys:
+        try:
+            steps[key] = LayerStep(key, seq, batch, d_model, device, dtype)
+            for _ in range(args.warmup):  # before any memory reset: autotuning's trial runs are not the layer's
+                steps[key]()
+        except Exception as err:  # noqa: BLE001 - one mixer's failure must not hide the others
+            traceback.print_exc()
+            steps.pop(key, None)
+            rows[key] = {"mixer": key, "seq": seq, "batch": batch, "error": f"{type(err).__name__}: {err}"[:200]}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    rounds = {key: [] for key in steps}
+    for _ in range(args.rounds):
+        for key, step in steps.items():
+            rounds[key].append(step.round(args.repeat))
+    for key, step in steps.items():
+        seconds = statistics.median(rounds[key])
+        row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
+               "flops_fwd": step.layer.flops(seq) * batch}
+        row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12
+        if device.type == "cuda":
+            row["peak_mem_gib"] = step.peak / 2 ** 30
+            row["gpu_ms"] = kernel_ms(step, args.repeat)
+        rows[key] = row
+    del steps
+    return [rows[key] for key in keys]
 
 
 def byte_batches(text: bytes, seq: int, batch: int, steps: int, device):
@@ -287,7 +322,8 @@ def main() -> None:
     p.add_argument("--model-steps", type=int, default=50)
     p.add_argument("--vocab", type=int, default=50304)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=10, help="layer steps per timed round")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per layer, alternating between the mixers")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card (H100 SXM: 989)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny sizes, fp32")
     p.add_argument("--merge", nargs="+", help="results.json files of earlier runs to merge into --out")
@@ -320,6 +356,7 @@ def main() -> None:
         LAYER_SETTINGS = [(32, 2), (64, 1)]
         args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
         args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
+        args.rounds = 2
         for key in MIXER_OVERRIDES:  # small heads at d_model 64
             MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
                                     for o in MIXER_OVERRIDES[key]]
@@ -333,18 +370,13 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(result, indent=1))
 
     if not args.skip_layers:
-        for key in args.mixers.split(","):
-            for seq, batch in LAYER_SETTINGS:
-                try:
-                    row = bench_layer(key, seq, batch, args.d_model, device, dtype, args)
-                except Exception as err:  # noqa: BLE001 - one mixer's failure must not hide the others
-                    traceback.print_exc()
-                    row = {"mixer": key, "seq": seq, "batch": batch, "error": f"{type(err).__name__}: {err}"[:200]}
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
+        for seq, batch in LAYER_SETTINGS:
+            for row in bench_layers(args.mixers.split(","), seq, batch, args.d_model, device, dtype, args):
                 print(time.strftime("%H:%M:%S"), json.dumps(row), flush=True)
                 result["layers"].append(row)
-                save()
+            save()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     if not args.skip_model:
         for key in args.model_mixers.split(","):
             try:

@@ -86,12 +86,12 @@ def warm_bench() -> None:
             timed(f"op {name}", lambda: op_bench.bench(name, 8, 2048, 6, 2, 128, torch.bfloat16, "cpu", 1, 0))
     os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
     os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
-    args = argparse.Namespace(warmup=0, repeat=1)
+    args = argparse.Namespace(warmup=0, repeat=1, rounds=1)
     for key, backend in throughput.KERNEL_BACKEND.items():
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
         throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend={backend}"]
-        timed(f"layer {key}", lambda: throughput.bench_layer(key, 2048, 8, 768, torch.device("cpu"), torch.bfloat16,
-                                                            args))
+        timed(f"layer {key}", lambda: throughput.bench_layers([key], 2048, 8, 768, torch.device("cpu"),
+                                                             torch.bfloat16, args))
 
 
 def main() -> None:
