@@ -323,13 +323,11 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
                                        **kw)
     dk0_wy, ddv, db0, dgc_wy = prepare_wy_repr_bwd(k=c.k0, v=c.dv, beta=c.b0, A=c.Ai, dw=dw, du=dv, g=c.gc,
                                                    cu_seqlens=cu_seqlens, chunk_indices=c.ci)
-    dq = dq.float()
+    dq = dq.float().contiguous()
     dgc = dgc.float() + dgc_wy.float()
     dk0 = dk0.float() + dk0_wy.float()
-    if L > 1:
-        dqx, dk0x, dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, scale, C, cu_seqlens, c.ci)
-        dq += dqx
-        dk0 += dk0x
+    if L > 1:  # adds the extra writes' shares to dq and dk0 in place
+        dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, scale, C, cu_seqlens, c.ci)
         dgc += dgc_x
     else:
         dk_, dv_, dbeta = torch.empty_like(k), torch.empty_like(v), torch.empty_like(beta)

@@ -260,7 +260,7 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
     key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
 )
 @triton.jit(do_not_specialize=['T'])
-def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbeta, dgc, scale, cu_seqlens,
+def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0a, dqa, dv, dbeta, dgc, scale, cu_seqlens,
                            chunk_indices, T, H: tl.constexpr, L: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                            BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -293,8 +293,8 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
     p_do = do + (r_t[:, None] * H + i_h) * V
     p_dh = dh + (i_tg * H + i_h) * (K * V)
     p_dk = dk + (r_t[:, None] * H + i_h) * (L * K)
-    p_dk0 = dk0p + (r_t[:, None] * H + i_h) * ((L - 1) * K)
-    p_dq = dqp + (r_t[:, None] * H + i_h) * ((L - 1) * K)
+    p_dk0 = dk0a + (r_t[:, None] * H + i_h) * K                  # fp32 accumulators: fla's gradients of K0, q
+    p_dq = dqa + (r_t[:, None] * H + i_h) * K
     p_dv = dv + (r_t[:, None] * H + i_h) * (L * V)
     p_db = dbeta + (r_t * H + i_h) * L
     b_dg = tl.zeros([BT], dtype=tl.float32)
@@ -366,8 +366,10 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0p, dqp, dv, dbet
                 b_hk += tl.dot(b_w, tl.trans(b_h.to(b_w.dtype)))
             b_dkl = tl.dot(tl.trans(b_Ec), b_k0) + tl.dot(tl.trans(b_Eo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
             tl.store(p_dk + l * K + o_k[None, :], b_dkl.to(dk.dtype.element_ty), mask=m_tk)
-            tl.store(p_dk0 + (l - 1) * K + o_k[None, :], tl.dot(b_Ec, b_kl).to(dk0p.dtype.element_ty), mask=m_tk)
-            tl.store(p_dq + (l - 1) * K + o_k[None, :], tl.dot(b_Eo, b_kl).to(dqp.dtype.element_ty), mask=m_tk)
+            b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Ec, b_kl)
+            tl.store(p_dk0 + o_k[None, :], b_acc, mask=m_tk)
+            b_acc = tl.load(p_dq + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eo, b_kl)
+            tl.store(p_dq + o_k[None, :], b_acc, mask=m_tk)
     b_dg += tl.where(o_t == last, tl.sum(b_dglast, axis=0), 0.)
     tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
 
@@ -389,28 +391,26 @@ def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indic
     return dvp, ox
 
 
-def extra_bwd(q, k, v, beta, gc, dd, do, dh, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
+def extra_bwd(q, k, v, beta, gc, dd, do, dh, dq, dk0, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
     """Gradients of (Δ', O_x, the extra writes' state term) given dd, do and fla's per-chunk dh (dL/d state at
-    chunk end). Returns fp32 dq_x [B,T,H,K] and dk0_x [B,T,H,K] (the extra writes' share of q's and K0's
-    gradients), dk [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] in the dtypes of k, v, beta with slots >= 1
-    written (slot 0, left empty, is the caller's: fla's GDN gradients plus dk0_x), and fp32 dgc [B,T,H]
-    (natural-log cumulative gate). Final gradients go straight into the inputs' dtype: fp32 copies of dk and dv
-    (L times q's size each) would double the backward's peak memory in bf16."""
+    chunk end). Adds the extra writes' share of q's and K0's gradients to dq and dk0 ([B,T,H,K] fp32, contiguous:
+    fla's GDN gradients, in place, so no fp32 partials are allocated). Returns dk [B,T,H,L,K], dv [B,T,H,L,V],
+    dbeta [B,T,H,L] in the dtypes of k, v, beta with slots >= 1 written (slot 0, left empty, is the caller's: fla's
+    GDN gradients plus dk0), and fp32 dgc [B,T,H] (natural-log cumulative gate). Final gradients go straight into
+    the inputs' dtype: fp32 copies of dk and dv (L times q's size each) would double the backward's peak memory
+    in bf16."""
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     BT = chunk_size
     BK, BV = _blocks(K, V)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
     f = torch.float32
+    assert dq.dtype == dk0.dtype == f and dq.is_contiguous() and dk0.is_contiguous()
     dk = torch.empty(B, T, H, L, K, dtype=k.dtype, device=k.device)
-    dk0p = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
-    dqp = torch.empty(B, T, H, L - 1, K, dtype=f, device=k.device)
     dv = torch.empty(B, T, H, L, V, dtype=v.dtype, device=k.device)
     dbeta = torch.empty(B, T, H, L, dtype=beta.dtype, device=k.device)
     dgc = torch.empty(B, T, H, dtype=f, device=k.device)
     prism_extra_bwd_kernel[(NT, B * H)](
-        q, k, v, beta, gc, dd, do, dh, dk, dk0p, dqp, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
+        q, k, v, beta, gc, dd, do, dh, dk, dk0, dq, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
         K=K, V=V, BT=BT, BK=BK, BV=BV)
-    if L == 2:  # one extra write: its partials are the sums (a view, not two more fp32 [B,T,H,K] copies)
-        return dqp[:, :, :, 0], dk0p[:, :, :, 0], dk, dv, dbeta, dgc
-    return dqp.sum(3), dk0p.sum(3), dk, dv, dbeta, dgc
+    return dk, dv, dbeta, dgc
