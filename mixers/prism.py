@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.gated_delta_rule import l2norm
 from kernels.prism import prism_delta_rule, prism_delta_rule_flops
+from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
 from .base import Mixer, MixerConfig
@@ -95,15 +95,15 @@ class PRISM(Mixer):
         self.conv = ShortConv(d_model, c.conv_size, "silu") if c.anchor == "conv" else None
         # Every full-rank projection of U is one matmul (in_proj), split afterwards: one GEMM and one autograd node
         # instead of six, which at training sizes is host time, not GPU time (benchmarks/results). Output order:
-        # q, v, keys, [r: r[1] = v - U_h needs U in value width when H*d != D], [p: gains], b (betas), a (decay).
-        # Only p, b and a have biases (in_bias, the tail of the output).
+        # q and keys (adjacent: one normalisation kernel reads both), v, [r: r[1] = v - U_h needs U in value width
+        # when H*d != D], [p: gains], b (betas), a (decay). Only p, b and a have biases (in_bias, the output's tail).
         needs_res = c.solver == "paper" and HD != d_model
         full_p = c.gain_rank == 0 and (c.solver == "closed_form" or c.gain == "learned")
-        self._widths = [HD, HD, HD * (1 if c.shared_key else L), HD if needs_res else 0,
-                        L * HD if full_p else 0, H * L, H]
+        self._widths = [HD * (1 + (1 if c.shared_key else L)), HD, HD if needs_res else 0, L * HD if full_p else 0,
+                        H * L, H]
         self.in_proj = nn.Linear(d_model, sum(self._widths), bias=False)
         alpha0 = torch.empty(H).uniform_(c.alpha_init_min, c.alpha_init_max)
-        p_bias = torch.full((self._widths[4],), 1.0 if c.solver == "paper" else 0.0)  # p starts near 1; P at 1/2
+        p_bias = torch.full((self._widths[3],), 1.0 if c.solver == "paper" else 0.0)  # p starts near 1; P at 1/2
         a_bias = torch.logit(alpha0) if c.decay == "sigmoid" else torch.zeros(0)
         self.in_bias = nn.Parameter(torch.cat([p_bias, torch.zeros(H * L), a_bias]))
         self._unbiased = sum(self._widths) - self.in_bias.numel()
@@ -127,14 +127,14 @@ class PRISM(Mixer):
 
     # ------------------------------------------------------------------------------------------------------------
     def _project(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(q, v, keys, r, p, b, a) = U in_proj (+ in_bias), views of one [B, T, n] output. n is padded to a
+        """(q and keys, v, r, p, b, a) = U in_proj (+ in_bias), views of one [B, T, n] output. n is padded to a
         multiple of 64: with the odd width of b and a (3 H), cuBLAS fell back to unaligned sm80 kernels for this GEMM
         and its backward (two of them took 0.97 ms per step at 16K tokens on an H200, 2026-12-02; padded, the
         three take about 0.45 ms)."""
         n = sum(self._widths)
         pad = -n % 64
         w = F.pad(self.in_proj.weight, (0, 0, 0, pad))
-        return F.linear(u, w, F.pad(self.in_bias, (self._unbiased, pad))).split(self._widths + [pad], -1)[:7]
+        return F.linear(u, w, F.pad(self.in_bias, (self._unbiased, pad))).split(self._widths + [pad], -1)[:6]
 
     def _log_decay(self, a: torch.Tensor) -> torch.Tensor:
         """log alpha from the decay projection a = U Wa (+ ba)."""
@@ -146,15 +146,6 @@ class PRISM(Mixer):
     def _fused(self, x: torch.Tensor) -> bool:
         """Triton kernels for the solver and the key/query norm too (the op's backend: triton, or auto on CUDA)."""
         return self.config.backend == "triton" or (self.config.backend == "auto" and x.is_cuda)
-
-    def _l2norm(self, x: torch.Tensor) -> torch.Tensor:
-        """x / sqrt(|x|^2 + 1e-6) over the last dim, in x's dtype with fp32 statistics. On the Triton path fla's
-        fused l2norm saves only its output (which the op keeps anyway) and the row norms: F.normalize under CUDA
-        autocast runs in fp32 and keeps fp32 copies of q and every key for its backward."""
-        if self._fused(x):
-            from fla.modules.l2norm import l2norm as fla_l2norm
-            return fla_l2norm(x)
-        return l2norm(x)
 
     def _solver(self, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D], values v [B,T,H*d], the
@@ -179,13 +170,13 @@ class PRISM(Mixer):
         else:
             u, conv_tail = (x if mask is None else x * mask[..., None].to(x.dtype)), None
 
-        q, v, k, r, p, b, a = self._project(u)
-        # _l2norm keeps the projections' dtype (F.normalize under CUDA autocast would hand the kernels fp32 q, k)
-        q = self._l2norm(q.reshape(B, T, H, d))
+        qk, v, r, p, b, a = self._project(u)
+        # one kernel normalises q and the keys from their strided columns into the op's layouts, in their dtype
+        # (F.normalize under CUDA autocast would hand the kernels fp32 q, k)
+        normalise = prism_qk_l2norm if self._fused(x) else prism_qk_l2norm_reference
+        q, k = normalise(qk, H, d, 1 if c.shared_key else L)                # [B,T,H,d], [B,T,H,L or 1,d]
         if c.shared_key:
-            k = self._l2norm(k.reshape(B, T, H, 1, d)).expand(B, T, H, L, d)
-        else:
-            k = self._l2norm(k.reshape(B, T, H, L, d))  # head-major: the op takes it as is, without a copy
+            k = k.expand(B, T, H, L, d)
         beta = torch.sigmoid(b).view(B, T, H, L)
         g = self._log_decay(a)
         delta = self._solver(u, v, r, p)                                  # [B,T,H,L,d]

@@ -1,6 +1,6 @@
 """Our Triton kernels compile for Hopper (sm_90) on this CPU-only machine (kernels/compile_check.py): the PRISM
 Triton op forward and backward (bf16, head dim 128, initial and final state, every autotune config of our
-kernels) and the fused solver in every variant, each within the card's shared memory. The interpreter tests
+kernels), the fused solver in every variant and the q/key normalisation, each within the card's shared memory. The interpreter tests
 check the numbers; this catches what only the compiler sees (the fused solver once failed on an H100 with
 "constexpr cannot be reassigned", which the interpreter ran happily). In a subprocess: the check swaps
 triton's active driver. fp32 is left out: its ptxas time is minutes (see kernels/compile_check.py)."""
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from kernels.compile_check import HOPPER_SMEM_BYTES, compile_only
 from kernels.prism import prism_delta_rule
+from kernels.prism.triton.qk_norm import prism_qk_l2norm
 from kernels.prism.triton.solver import prism_solver
 
 torch.manual_seed(0)
@@ -33,6 +34,8 @@ with compile_only() as report:
         vv, res = bf(B, T, H * d), bf(B, T, H * d)
         p = bf(B, T, L * H * d) if gain else None
         prism_solver(vv, res, p, L, d, solver, nonlinearity).float().sum().backward()
+    qn, kn = prism_qk_l2norm(bf(B, T, (1 + L) * H * d + 64)[..., 64:], H, d, L)
+    (qn.float().sum() + kn.float().sum()).backward()
 print(json.dumps({"kernels": report.kernels, "over": report.over_smem(), "limit": HOPPER_SMEM_BYTES}))
 '''
 
@@ -45,8 +48,8 @@ def test_triton_kernels_compile_for_sm90():
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     names = [k["name"] for k in result["kernels"]]
-    assert {"prism_extra_fwd_kernel", "prism_extra_bwd_kernel", "prism_solver_fwd_kernel",
-            "prism_solver_bwd_kernel"} <= set(names), names
+    assert {"prism_extra_fwd_kernel", "prism_extra_bwd_kernel", "prism_solver_fwd_kernel", "prism_solver_bwd_kernel",
+            "prism_state_fwd_kernel", "prism_qk_l2norm_fwd_kernel", "prism_qk_l2norm_bwd_kernel"} <= set(names), names
     assert names.count("prism_extra_bwd_kernel") == 4  # every autotune config of ours is compiled
     assert names.count("prism_solver_bwd_kernel") == 3  # one per solver variant
     assert not result["over"], f"shared memory above {result['limit']} bytes: {result['over']}"
@@ -82,4 +85,4 @@ def test_warm_cache_covers_every_gpu_test_case():
     counts = {name: len(list(parametrized_cases(getattr(gpu_tests, name))))
               for name in dir(gpu_tests) if name.startswith("test_")}
     assert counts["test_triton_matches_chunk_op"] == 4 and counts["test_triton_other_implementations"] == 8
-    assert counts["test_auto_picks_triton_on_cuda"] == 1 and sum(counts.values()) == 31
+    assert counts["test_auto_picks_triton_on_cuda"] == 1 and sum(counts.values()) == 32

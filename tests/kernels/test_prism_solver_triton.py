@@ -1,6 +1,7 @@
 """The fused PRISM solver kernel (kernels/prism/triton/solver.py) under Triton's interpreter against the mixer's
 torch solver: every variant (paper with/without gain, GELU/identity, closed_form), L = 1..4, forward and the
-gradients of v, the residual source and the gains; and the PRISM mixer wired to it (backend="triton": fused solver
+gradients of v, the residual source and the gains; the fused q/key normalisation (qk_norm.py) against torch on a
+column slice, output and gradient; and the PRISM mixer wired to it (backend="triton": fused solver
 and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess
 (TRITON_INTERPRET=1)."""
 import json
@@ -40,11 +41,23 @@ for solver, nl, gain, L in VARIANTS:
     gb = torch.autograd.grad((ref * w).sum(), xs)
     out[f"{solver}_{nl}_{'gain' if gain else 'nogain'}_L{L}"] = [rel(got, ref)] + [rel(a, b) for a, b in zip(ga, gb)]
 
+# The fused q/key normalisation against torch, reading a column slice of a wider tensor (as the mixer's in_proj).
+from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
+for H, d, Lk in [(3, 8, 2), (2, 24, 1), (1, 16, 3)]:
+    wide = torch.randn(2, 7, (1 + Lk) * H * d + 5, generator=gen).requires_grad_()
+    x = wide[..., 2:2 + (1 + Lk) * H * d]
+    got, ref = prism_qk_l2norm(x, H, d, Lk), prism_qk_l2norm_reference(x, H, d, Lk)
+    ws = [torch.randn(t.shape, generator=gen) for t in ref]
+    ga, = torch.autograd.grad(sum((t * w).sum() for t, w in zip(got, ws)), [wide])
+    gb, = torch.autograd.grad(sum((t * w).sum() for t, w in zip(ref, ws)), [wide])
+    out[f"qk_l2norm_H{H}_d{d}_L{Lk}"] = [rel(a, b) for a, b in zip(got, ref)] + [rel(ga, gb)]
+
 # The mixer with backend="triton" (fused solver + Triton op) against backend="chunk" (torch solver + chunked op).
 import copy
 from mixers.prism import PRISM
 for name, kw in [("mixer_paper", {}), ("mixer_closed_form", {"solver": "closed_form", "steps": 3}),
-                 ("mixer_no_gain_identity", {"gain": "none", "nonlinearity": "identity", "head_dim": 4})]:
+                 ("mixer_no_gain_identity", {"gain": "none", "nonlinearity": "identity", "head_dim": 4}),
+                 ("mixer_shared_key", {"shared_key": True})]:
     torch.manual_seed(1)
     chunk = PRISM(16, PRISM.Config(num_heads=2, backend="chunk", **kw))
     for prm in chunk.parameters():  # move every parameter off its initial value
@@ -69,7 +82,7 @@ def interpreted():
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_fused_solver_matches_torch_solver(interpreted):
-    assert len(interpreted) == 9
+def test_fused_solver_and_qk_norm_match_torch(interpreted):
+    assert len(interpreted) == 13
     for case, errs in interpreted.items():
         assert max(errs) < 1e-5, (case, errs)

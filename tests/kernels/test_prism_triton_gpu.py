@@ -222,3 +222,23 @@ def test_fused_short_conv_under_autocast():
         assert got[0].dtype == torch.bfloat16 and got[0].is_contiguous() == fused
         errs = [rel(a, b) for a, b in zip(got, ref)]
         assert max(errs) <= 5e-3, (fused, errs)
+
+
+def test_fused_qk_l2norm_bf16():
+    """The mixer's q/key normalisation kernel in bf16 on a column slice (as of in_proj's output) against the torch
+    reference in fp32 on the same rounded inputs: outputs and the input gradient."""
+    from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
+    torch.manual_seed(0)
+    H, d, L = 6, 128, 2
+    wide = torch.randn(2, 999, (1 + L) * H * d + 64, device=DEVICE).to(torch.bfloat16).requires_grad_()
+    ws = [torch.randn(2, 999, H, d, device=DEVICE), torch.randn(2, 999, H, L, d, device=DEVICE)]
+
+    def run(fn, x):
+        out = fn(x[..., 64:], H, d, L)
+        return list(out) + list(torch.autograd.grad(sum((o.float() * w).sum() for o, w in zip(out, ws)), [x]))
+
+    got = run(prism_qk_l2norm, wide)
+    ref = run(prism_qk_l2norm_reference, wide.detach().float().requires_grad_())
+    assert got[0].dtype == got[1].dtype == torch.bfloat16 and got[0].is_contiguous() and got[1].is_contiguous()
+    errs = [rel(a, b) for a, b in zip(got, ref)]
+    assert max(errs) <= 5e-3, errs

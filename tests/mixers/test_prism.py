@@ -126,9 +126,9 @@ def test_initial_decay_and_gain():
     u = torch.zeros(1, 1, D, dtype=torch.float64)
     for kw, gain in [({}, 1.0), ({"solver": "closed_form"}, 0.0), ({"gain_rank": 2}, 1.0)]:  # p near 1; P = 1/2
         m = make(**kw)
-        p = m.p_proj(u) if m.p_proj is not None else m._project(u)[4]
+        p = m.p_proj(u) if m.p_proj is not None else m._project(u)[3]
         assert p.shape[-1] == m.steps * D and (p == gain).all(), (kw, p)
-        assert (m._project(u)[5] == 0).all()                                             # beta starts at 1/2
+        assert (m._project(u)[4] == 0).all()                                             # beta starts at 1/2
 
 
 def test_state_size_and_flops():

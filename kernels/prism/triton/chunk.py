@@ -321,11 +321,15 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
                                                  scale=scale, **kw)
     dq, dk0, dw, dgc = chunk_bwd_dqkwg(q=q, k=c.k0, v=v_new, do=do, h=h, dh=dh, w=c.w, g=c.gc, dv=dv, scale=scale,
                                        **kw)
+    del h, v_new, c.w, c.u  # each buffer goes as soon as it is used: the extra kernel below runs at the peak
     dk0_wy, ddv, db0, dgc_wy = prepare_wy_repr_bwd(k=c.k0, v=c.dv, beta=c.b0, A=c.Ai, dw=dw, du=dv, g=c.gc,
                                                    cu_seqlens=cu_seqlens, chunk_indices=c.ci)
+    del dw, dv, c.dv, c.k0
     dq = dq.float().contiguous()
     dgc = dgc.float() + dgc_wy.float()
-    dk0 = dk0.float() + dk0_wy.float()
+    dk0 = dk0.float().contiguous()
+    dk0 += dk0_wy  # in place: no third fp32 [B,T,H,K]
+    del dk0_wy, dgc_wy
     if L > 1:  # adds the extra writes' shares to dq and dk0 in place
         dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, scale, C, cu_seqlens, c.ci)
         dgc += dgc_x

@@ -1,0 +1,116 @@
+"""L2-normalised q and keys straight from the mixer's merged projection, one kernel per direction.
+
+The PRISM mixer computes q and its keys as adjacent columns of one GEMM output ([.., T, n] with n >= (1 + Lk) H d).
+fla's l2norm needs contiguous rows, so q and k each cost a copy of their strided columns, and then two launches and
+two autograd nodes each way. Here one kernel reads the (1 + Lk) H rows of d per token from the strided columns and
+writes contiguous q [B, T, H, d] and k [B, T, H, Lk, d] (the op's layouts); the backward writes the gradient of
+those columns as one contiguous tensor.
+
+    y = x / sqrt(sum(x^2) + eps),   dx = rstd * (dy - y * sum(dy * y))       (fla's l2norm, eps = 1e-6)
+
+fp32 statistics, outputs in the input dtype.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def prism_qk_l2norm_fwd_kernel(x, q, k, rstd, N, stride_x, H: tl.constexpr, LH: tl.constexpr, D: tl.constexpr,
+                               BR: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr):
+    o_r = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)          # rows: token * (H + LH) + head
+    o_d = tl.arange(0, BD)
+    m_r = o_r < N
+    m = m_r[:, None] & (o_d < D)[None, :]
+    t = o_r // (H + LH)
+    j = o_r % (H + LH)
+    b_x = tl.load(x + (t * stride_x + j * D)[:, None] + o_d[None, :], mask=m, other=0.).to(tl.float32)
+    b_rstd = 1. / tl.sqrt(tl.sum(b_x * b_x, axis=1) + EPS)
+    b_y = b_x * b_rstd[:, None]
+    is_q = j < H
+    o_q = (t * H + j) * D
+    o_k = (t * LH + j - H) * D
+    tl.store(q + tl.where(is_q, o_q, 0)[:, None] + o_d[None, :], b_y.to(q.dtype.element_ty),
+             mask=m & is_q[:, None])
+    tl.store(k + tl.where(is_q, 0, o_k)[:, None] + o_d[None, :], b_y.to(k.dtype.element_ty),
+             mask=m & (~is_q)[:, None])
+    tl.store(rstd + o_r, b_rstd, mask=m_r)
+
+
+@triton.jit
+def prism_qk_l2norm_bwd_kernel(q, k, dq, dk, rstd, dx, N, H: tl.constexpr, LH: tl.constexpr, D: tl.constexpr,
+                               BR: tl.constexpr, BD: tl.constexpr):
+    o_r = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
+    o_d = tl.arange(0, BD)
+    m_r = o_r < N
+    m = m_r[:, None] & (o_d < D)[None, :]
+    t = o_r // (H + LH)
+    j = o_r % (H + LH)
+    is_q = j < H
+    o_y = tl.where(is_q, (t * H + j) * D, (t * LH + j - H) * D)[:, None] + o_d[None, :]
+    m_q = m & is_q[:, None]
+    m_k = m & (~is_q)[:, None]
+    b_y = tl.load(q + o_y, mask=m_q, other=0.).to(tl.float32) + tl.load(k + o_y, mask=m_k, other=0.).to(tl.float32)
+    b_dy = tl.load(dq + o_y, mask=m_q, other=0.).to(tl.float32) + tl.load(dk + o_y, mask=m_k, other=0.).to(tl.float32)
+    b_rstd = tl.load(rstd + o_r, mask=m_r, other=0.)
+    b_dx = (b_dy - b_y * tl.sum(b_dy * b_y, axis=1)[:, None]) * b_rstd[:, None]
+    tl.store(dx + (o_r * D)[:, None] + o_d[None, :], b_dx.to(dx.dtype.element_ty), mask=m)
+
+
+def _blocks(D: int) -> tuple[int, int]:
+    BD = triton.next_power_of_2(D)
+    return max(1, 4096 // BD), BD
+
+
+class PrismQKL2Norm(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, num_heads, head_dim, key_steps, eps):
+        B, T, _ = x.shape
+        H, D, LH = num_heads, head_dim, num_heads * key_steps
+        if x.stride(-1) != 1 or x.stride(0) != T * x.stride(1):  # rows must be one stride apart
+            x = x.contiguous()
+        q = x.new_empty(B, T, H, D)
+        k = x.new_empty(B, T, H, key_steps, D)
+        N = B * T * (H + LH)
+        rstd = torch.empty(N, dtype=torch.float32, device=x.device)
+        BR, BD = _blocks(D)
+        prism_qk_l2norm_fwd_kernel[(triton.cdiv(N, BR),)](x, q, k, rstd, N, x.stride(1), H=H, LH=LH, D=D, BR=BR,
+                                                          BD=BD, EPS=eps)
+        ctx.save_for_backward(q, k, rstd)
+        ctx.shape = x.shape
+        return q, k
+
+    @staticmethod
+    def backward(ctx, dq, dk):
+        q, k, rstd = ctx.saved_tensors
+        B, T, H, D = q.shape
+        LH = k.shape[2] * k.shape[3]
+        dx = q.new_empty(ctx.shape)
+        N = rstd.numel()
+        BR, BD = _blocks(D)
+        dq = torch.zeros_like(q) if dq is None else dq.contiguous()
+        dk = torch.zeros_like(k) if dk is None else dk.contiguous()
+        prism_qk_l2norm_bwd_kernel[(triton.cdiv(N, BR),)](q, k, dq, dk, rstd, dx, N, H=H, LH=LH, D=D, BR=BR, BD=BD)
+        return dx, None, None, None, None
+
+
+def prism_qk_l2norm(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: int, eps: float = 1e-6):
+    """(q [B, T, H, d], k [B, T, H, key_steps, d]), each row of d L2-normalised, from x [B, T, (1 + key_steps) H d]:
+    q's columns, then the keys' (head-major: head, step, channel), as in the mixer's in_proj. x may be a column
+    slice of a wider tensor."""
+    if x.shape[-1] != (1 + key_steps) * num_heads * head_dim:
+        raise ValueError(f"prism_qk_l2norm: x has {x.shape[-1]} columns, expected (1 + {key_steps}) * {num_heads} "
+                         f"* {head_dim}")
+    return PrismQKL2Norm.apply(x, num_heads, head_dim, key_steps, eps)
+
+
+def prism_qk_l2norm_reference(x, num_heads, head_dim, key_steps, eps=1e-6):
+    """The same in torch (tests): fp32 statistics, outputs in x's dtype."""
+    from kernels.gated_delta_rule import l2norm
+    B, T, _ = x.shape
+    q, k = x.split([num_heads * head_dim, key_steps * num_heads * head_dim], -1)
+    return (l2norm(q.reshape(B, T, num_heads, head_dim), eps),
+            l2norm(k.reshape(B, T, num_heads, key_steps, head_dim), eps))
