@@ -28,12 +28,8 @@ def register_datamodule(name: str):
 
 
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    for module in _BUILTIN_MODULES:  # each registers its classes on import
+        importlib.import_module(module)
 
 
 def datamodule_names() -> list[str]:

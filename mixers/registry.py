@@ -11,8 +11,8 @@ from pathlib import Path
 from .base import Mixer
 
 _MIXERS: dict[str, type[Mixer]] = {}
-# Modules of this repository that register the built-in mixers; imported lazily so that a missing optional
-# dependency of one mixer never breaks the others.
+# Modules of this repository that register the built-in mixers, imported on the first look-up (not at import of
+# this module, which the mixers themselves import).
 _BUILTIN_MODULES = ("mixers.attention", "mixers.prism", "mixers.gdn", "mixers.gla", "mixers.mamba2",
                     "mixers.ttt_mlp")
 
@@ -36,12 +36,8 @@ def register_mixer(name: str):
 
 
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:  # the module exists but something it imports is broken: say so
-                raise
+    for module in _BUILTIN_MODULES:  # each registers its classes on import
+        importlib.import_module(module)
 
 
 def import_plugins(plugins: list[str] | tuple[str, ...]) -> None:
