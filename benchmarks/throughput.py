@@ -106,7 +106,7 @@ class LayerStep:
     """One mixer layer's forward+backward on a fixed input, with its peak memory measured per round."""
 
     def __init__(self, key: str, seq: int, batch: int, d_model: int, device, dtype):
-        self.key, self.seq, self.batch, self.device, self.dtype = key, seq, batch, device, dtype
+        self.device, self.dtype = device, dtype
         self.layer = build_layer(key, d_model).to(device)
         self.x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
         self.peak = 0

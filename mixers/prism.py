@@ -144,14 +144,14 @@ class PRISM(Mixer):
         return -self.A_log.to(a.dtype).exp() * F.softplus(a + self.dt_bias.to(a.dtype))
 
     def _fused(self, x: torch.Tensor) -> bool:
-        """Triton kernels for the solver and the key/query norm too (the op's backend: triton, or auto on CUDA)."""
+        """Triton kernels for the conv, the q/key norm and the solver too (the op's backend: triton, or auto on
+        CUDA)."""
         return self.config.backend == "triton" or (self.config.backend == "auto" and x.is_cuda)
 
     def _solver(self, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Per-step written values delta [B, T, H, L, d] from the anchor U [B,T,D], values v [B,T,H*d], the
         residual map r (width 0 when U is sliced per head) and the gains p (width 0 without in_proj gains)."""
         c = self.config
-        B, T, HD = v.shape
         res = None if c.solver == "closed_form" else (r if r.shape[-1] else u)
         p = self.p_proj(u) if self.p_proj is not None else (p if p.shape[-1] else None)
         solve = prism_solver if self._fused(v) else prism_solver_reference  # one kernel, not L x several ops

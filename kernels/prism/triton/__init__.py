@@ -9,8 +9,11 @@ chunk.py       the PRISM delta rule (exact chunked forward and backward) on fla'
 correction.py  Triton kernels: the corrected value Δ' = Δ - Σ_l (Γ ⊙ tril_strict(K K_l^T)) W_l, the extra writes'
                output term and all their gradients (incl. the carried-state term), forward and backward.
 state.py       default (PRISM_TRITON_IMPL=split_fused): the state recurrence on the original chunks, the extra writes
-               added as a per-chunk state-independent term E_c = Σ_l (dte ⊙ K_l)^T W_l (no expanded sequence).
+               added in its serial loop as a per-chunk state-independent term E_c = Σ_l (dte ⊙ K_l)^T W_l (no
+               expanded sequence).
 solver.py      the mixer's L-step residual solver fused into one elementwise kernel per direction.
+qk_norm.py     the mixer's L2 normalisation of q and the keys, read from its merged projection's strided columns,
+               one kernel per direction.
 bench.py       op-level GPU timing: GDN vs PRISM Triton vs the chunked torch op.
 
 Knobs: PRISM_TRITON_IMPL = split_fused (default) | split | expanded; PRISM_TRITON_EXPANDED_MAX = the state
