@@ -330,14 +330,12 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
     dk0 = dk0.float().contiguous()
     dk0 += dk0_wy  # in place: no third fp32 [B,T,H,K]
     del dk0_wy, dgc_wy
-    if L > 1:  # adds the extra writes' shares to dq and dk0 in place
-        dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, scale, C, cu_seqlens, c.ci)
+    if L > 1:  # adds the extra writes' shares to dq and dk0 in place, and writes every slot of dk, dv, dbeta
+        dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, db0.contiguous(), scale, C,
+                                           cu_seqlens, c.ci)
         dgc += dgc_x
-    else:
-        dk_, dv_, dbeta = torch.empty_like(k), torch.empty_like(v), torch.empty_like(beta)
-    dk_[:, :, :, 0] = dk0  # slot 0 summed in fp32, rounded once
-    dv_[:, :, :, 0] = ddv
-    dbeta[:, :, :, 0] = db0
+    else:  # GDN's gradients as they are (dk0 summed in fp32, rounded once)
+        dk_, dv_, dbeta = dk0.unsqueeze(3), ddv.unsqueeze(3), db0.unsqueeze(3)
     dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
                             chunk_indices=c.ci).float()
     return dq, dk_, dv_, dbeta, dg, dh0

@@ -260,7 +260,7 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
     key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
 )
 @triton.jit(do_not_specialize=['T'])
-def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0a, dqa, dv, dbeta, dgc, scale, cu_seqlens,
+def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv, dbeta, dgc, scale, cu_seqlens,
                            chunk_indices, T, H: tl.constexpr, L: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                            BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -370,8 +370,21 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, dk, dk0a, dqa, dv, dbet
             tl.store(p_dk0 + o_k[None, :], b_acc, mask=m_tk)
             b_acc = tl.load(p_dq + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eo, b_kl)
             tl.store(p_dq + o_k[None, :], b_acc, mask=m_tk)
+        tl.debug_barrier()  # the accumulators' stores are read back below (and by the next step) by other threads
     b_dg += tl.where(o_t == last, tl.sum(b_dglast, axis=0), 0.)
     tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
+    # slot 0, in the outputs' dtypes: dK0 (fla's gradient plus the shares summed above), d(Δ') and fla's dbeta0
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.)
+        tl.store(p_dk + o_k[None, :], b_acc.to(dk.dtype.element_ty), mask=m_tk)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        tl.store(p_dv + o_v[None, :], tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(dv.dtype.element_ty),
+                 mask=m_tv)
+    tl.store(p_db, tl.load(db0 + r_t * H + i_h, mask=m_t, other=0.).to(dbeta.dtype.element_ty), mask=m_t)
 
 
 def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indices=None, with_output=True):
@@ -391,26 +404,27 @@ def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indic
     return dvp, ox
 
 
-def extra_bwd(q, k, v, beta, gc, dd, do, dh, dq, dk0, scale, chunk_size, cu_seqlens=None, chunk_indices=None):
-    """Gradients of (Δ', O_x, the extra writes' state term) given dd, do and fla's per-chunk dh (dL/d state at
-    chunk end). Adds the extra writes' share of q's and K0's gradients to dq and dk0 ([B,T,H,K] fp32, contiguous:
-    fla's GDN gradients, in place, so no fp32 partials are allocated). Returns dk [B,T,H,L,K], dv [B,T,H,L,V],
-    dbeta [B,T,H,L] in the dtypes of k, v, beta with slots >= 1 written (slot 0, left empty, is the caller's: fla's
-    GDN gradients plus dk0), and fp32 dgc [B,T,H] (natural-log cumulative gate). Final gradients go straight into
-    the inputs' dtype: fp32 copies of dk and dv (L times q's size each) would double the backward's peak memory
-    in bf16."""
+def extra_bwd(q, k, v, beta, gc, dd, do, dh, dq, dk0, db0, scale, chunk_size, cu_seqlens=None,
+              chunk_indices=None):
+    """Gradients of (Δ', O_x, the extra writes' state term) given dd = d(Δ'), do and fla's per-chunk dh (dL/d state
+    at chunk end). Adds the extra writes' share of q's and K0's gradients to dq and dk0 ([B,T,H,K] fp32,
+    contiguous: fla's GDN gradients, in place, so no fp32 partials are allocated). Returns the final dk
+    [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] in the dtypes of k, v, beta (slot 0: dk0 with the shares, dd and
+    fla's db0 [B,T,H]), and fp32 dgc [B,T,H] (natural-log cumulative gate). Final gradients go straight into the
+    inputs' dtype: fp32 copies of dk and dv (L times q's size each) would double the backward's peak memory in
+    bf16."""
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     BT = chunk_size
     BK, BV = _blocks(K, V)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
     f = torch.float32
-    assert dq.dtype == dk0.dtype == f and dq.is_contiguous() and dk0.is_contiguous()
+    assert dq.dtype == dk0.dtype == f and dq.is_contiguous() and dk0.is_contiguous() and db0.is_contiguous()
     dk = torch.empty(B, T, H, L, K, dtype=k.dtype, device=k.device)
     dv = torch.empty(B, T, H, L, V, dtype=v.dtype, device=k.device)
     dbeta = torch.empty(B, T, H, L, dtype=beta.dtype, device=k.device)
     dgc = torch.empty(B, T, H, dtype=f, device=k.device)
     prism_extra_bwd_kernel[(NT, B * H)](
-        q, k, v, beta, gc, dd, do, dh, dk, dk0, dq, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
+        q, k, v, beta, gc, dd, do, dh, db0, dk, dk0, dq, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
         K=K, V=V, BT=BT, BK=BK, BV=BV)
     return dk, dv, dbeta, dgc
