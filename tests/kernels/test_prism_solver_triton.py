@@ -86,3 +86,11 @@ def test_fused_solver_and_qk_norm_match_torch(interpreted):
     assert len(interpreted) == 13
     for case, errs in interpreted.items():
         assert max(errs) < 1e-5, (case, errs)
+
+
+def test_qk_l2norm_names_a_width_mismatch():
+    import torch
+
+    from kernels.prism.triton.qk_norm import prism_qk_l2norm
+    with pytest.raises(ValueError, match=r"x has 40 columns, expected \(1 \+ 2\) \* 2 \* 8"):
+        prism_qk_l2norm(torch.randn(1, 3, 40), 2, 8, 2)
