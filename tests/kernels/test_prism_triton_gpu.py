@@ -1,6 +1,7 @@
 """The Triton PRISM op on a GPU at realistic shapes against the chunked torch op in fp64 (same, already rounded,
 inputs): output, final state and every gradient, bf16 (<= 5e-3 relative RMS) and fp32 (<= 1e-4), with and
-without an initial state, and with packed sequences (cu_seqlens). Skipped without CUDA.
+without an initial state, and with packed sequences (cu_seqlens); and the PRISM layer's other GPU kernels (fused
+solver, q/key normalisation, fla's short conv under autocast). Skipped without CUDA.
 
 fp32 needs full-precision dots: Triton uses TF32 for fp32 tl.dot by default, so this module sets
 TRITON_F32_DEFAULT=ieee before anything compiles. Run the file in its own process:
