@@ -160,7 +160,6 @@ def bench_layers(keys: list[str], seq: int, batch: int, d_model: int, device, dt
             row["peak_mem_gib"] = step.peak / 2 ** 30
             row["gpu_ms"] = kernel_ms(step, args.repeat)
         rows[key] = row
-    del steps
     return [rows[key] for key in keys]
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.gated_delta_rule import BACKENDS, chunk_flops, gated_delta_rule
+from kernels.gla.utils import resolve_backend
 
 from .base import Mixer, MixerConfig
 from .common import GatedHeadNorm, ShortConv
@@ -90,7 +91,7 @@ class GatedDeltaNet(Mixer):
         conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
         qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
         if self.conv is not None:
-            fused = cfg.backend == "fla" or (cfg.backend == "auto" and x.is_cuda)   # fla's conv with fla's op
+            fused = resolve_backend(cfg.backend, x, "gdn", BACKENDS) == "fla"   # fla's conv with fla's op
             qkv, conv_state = self.conv(qkv, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache,
                                         fused=fused)
         else:
