@@ -33,6 +33,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -186,6 +187,15 @@ def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
                      if k.startswith("val/") and "@" not in k and isinstance(v, float))
     print(f"{head}: {shown} steps={metrics.get('step')} {metrics.get('seconds')}s", flush=True)
     return False
+
+
+def threads_per_job(jobs: int, threads: int | None) -> int | None:
+    """torch CPU threads per run: as given, else the cores shared out when several runs go at once (as torchrun
+    does: each process would otherwise start a thread per core, and N processes would oversubscribe the cores)."""
+    if threads or jobs <= 1:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
 
 
 def execute(plan: list[dict], jobs: int = 1, threads: int | None = None) -> int:
@@ -573,7 +583,8 @@ def parse_args(argv: list[str]):
                         "± std over seeds at the chosen lr (e.g. test/hr@10 test/ndcg@10 test/mrr)")
     parser.add_argument("--out", default=None, help="output folder (default runs/compare/<experiment>-<time>)")
     parser.add_argument("--group", default=None, help="W&B group (default: the output folder's name)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (tiny models: 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (tiny models: 1; "
+                        "default: torch's own with --jobs 1, else the cores divided by --jobs)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (default 1: "
                         "one after another in this process)")
     parser.add_argument("--from-runs", default=None, metavar="DIR", help="only re-read the runs under DIR and "
@@ -608,8 +619,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs < 1:
             raise CompareError(f"--jobs must be at least 1, got {args.jobs}")
         plan = plan_runs(args, base_argv, out, group)
-        print(f"compare: {len(plan)} runs of experiment {experiment} into {out} (W&B group {group})", flush=True)
-        failed = execute(plan, args.jobs, args.threads)
+        threads = threads_per_job(args.jobs, args.threads)
+        print(f"compare: {len(plan)} runs of experiment {experiment} into {out} (W&B group {group})"
+              + (f", {args.jobs} at once with {threads} CPU thread(s) each" if args.jobs > 1 else ""), flush=True)
+        failed = execute(plan, args.jobs, threads)
         report(out / "runs", out, args.metric, args.mode, args.columns)
     except CompareError as err:
         print(f"error: {err}", file=sys.stderr)

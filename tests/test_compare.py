@@ -2,6 +2,7 @@
 the PNG plots, --from-runs, resuming a sweep, W&B runs in one group, and command-line errors."""
 import csv
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -136,3 +137,11 @@ def test_jobs_run_each_in_its_own_process_with_the_same_results(sweep, tmp_path)
         for key in ("val/loss", "train/loss"):
             assert float(r[key]) == pytest.approx(float(serial[label][key]), rel=1e-4), (label, key)
     assert (out / "summary.md").is_file()
+
+
+def test_parallel_runs_share_the_cores_unless_threads_are_given():
+    cores = len(os.sched_getaffinity(0))
+    assert compare.threads_per_job(1, None) is None  # one run at a time: torch's own default
+    assert compare.threads_per_job(2, None) == max(1, cores // 2)
+    assert compare.threads_per_job(10 * cores, None) == 1
+    assert compare.threads_per_job(4, 3) == 3
