@@ -54,7 +54,7 @@ class LanguageModel(L.LightningModule):
         else:
             nn.init.normal_(self.head.weight, std=model_cfg.init_std)
         self._val_sums: dict[str, torch.Tensor] = {}
-        self._step_start: float | None = None
+        self._window: dict = {}
 
     @classmethod
     def from_datamodule(cls, cfg: dict, datamodule) -> "LanguageModel":
@@ -94,7 +94,8 @@ class LanguageModel(L.LightningModule):
     def training_step(self, batch, batch_idx):
         logits, targets, _ = self._logits_and_labels(batch)
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-        valid = targets.new_tensor(targets.numel())
+        # a fill, not a copy from the host: a host-to-device copy would synchronise the GPU in every step
+        valid = targets.new_full((), targets.numel())
         # normalise by the global number of valid tokens (DDP averages gradients over ranks)
         if dist.is_available() and dist.is_initialized():
             total = valid.clone()
@@ -105,23 +106,39 @@ class LanguageModel(L.LightningModule):
         self.log("train/loss", loss_sum.detach() / valid.clamp(min=1), prog_bar=True, sync_dist=False)
         return loss
 
-    def on_train_batch_start(self, batch, batch_idx):
-        self._step_start = time.perf_counter()
+    # ---- throughput: over each logging interval (data loading included), so that the GPU is synchronised once
+    # per interval; a sync in every step would keep the host from queueing the next step while the GPU runs one.
+    def _restart_window(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._window = {"start": time.perf_counter(), "tokens": 0, "flops": 0.0, "step": self.trainer.global_step}
+
+    def on_train_start(self):
+        self._restart_window()
+
+    def on_validation_end(self):
+        if self.trainer.state.fn == "fit":  # validation inside fit: its time is not training throughput
+            self._restart_window()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self._step_start is None:
+        window = self._window
+        if not window:  # fit did not start through on_train_start
+            return
+        tokens = batch["input_ids"].numel() * self.trainer.world_size
+        window["tokens"] += tokens
+        window["flops"] += self.flops_per_token(batch["input_ids"].shape[-1]) * tokens
+        step = self.trainer.global_step  # the step Lightning logs at after this hook
+        if step == window["step"] or step % max(1, self.trainer.log_every_n_steps):
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - self._step_start
-        tokens = batch["input_ids"].numel() * self.trainer.world_size
-        tokens_per_s = tokens / max(seconds, 1e-9)
-        self.log("perf/tokens_per_s", tokens_per_s, prog_bar=True)
+        seconds = max(time.perf_counter() - window["start"], 1e-9)
+        self.log("perf/tokens_per_s", window["tokens"] / seconds, prog_bar=True)
         self.log("perf/peak_mem_gib", peak_memory_gib(self.device))
         peak = self.cfg.trainer.get("peak_tflops") or self._detected_peak_tflops()
         if peak:
-            flops = self.flops_per_token(batch["input_ids"].shape[-1]) * tokens_per_s / self.trainer.world_size
-            self.log("perf/mfu", flops / (peak * 1e12))
+            self.log("perf/mfu", window["flops"] / seconds / self.trainer.world_size / (peak * 1e12))
+        self._restart_window()
 
     def _detected_peak_tflops(self) -> float | None:
         if self.device.type != "cuda":

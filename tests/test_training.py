@@ -1,4 +1,5 @@
 """End-to-end runs through train.py on tiny settings: learning, resume, DDP, W&B, bad input."""
+import csv
 import json
 import os
 import subprocess
@@ -32,6 +33,15 @@ def test_mqar_learns_well_above_chance(tmp_path, mixer, overrides):
     assert (Path(metrics["run_dir"]) / "config.yaml").is_file()
     assert (Path(metrics["run_dir"]) / "checkpoints" / "last.ckpt").is_file()
     assert (Path(metrics["run_dir"]) / "metrics.csv").read_text().count("\n") > 5
+
+
+def test_throughput_is_logged_at_every_logging_step(tmp_path):
+    # measured over each logging interval (one device sync per interval): every row with a training loss has it
+    metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2"))
+    with open(Path(metrics["run_dir"]) / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["train/loss"]]
+    assert [int(r["step"]) for r in rows] == [1, 3, 5, 7]
+    assert all(float(r["perf/tokens_per_s"]) > 0 and float(r["perf/peak_mem_gib"]) > 0 for r in rows)
 
 
 def final_weights(run_dir: str) -> dict:
