@@ -1,15 +1,9 @@
 """fla's Triton chunk kernels, run on the CPU under Triton's interpreter with kernels.fla_interpret's patches (in a
 subprocess: TRITON_INTERPRET=1 and the patches must come before triton and fla are imported), through our ops'
 backend="fla" and our mixers, against fla's naive references and our torch paths. fp32, tiny shapes (slow)."""
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r'''
 import json
@@ -95,12 +89,8 @@ CASES = ["chunk_gla", "chunk_simple_gla", "chunk_gated_delta_rule", "chunk_gated
 
 
 @pytest.fixture(scope="module")
-def interpreted():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def interpreted(interpret):
+    return interpret(SCRIPT)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -4,15 +4,7 @@ gradients of v, the residual source and the gains; the fused q/key normalisation
 column slice, output and gradient; and the PRISM mixer wired to it (backend="triton": fused solver
 and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess
 (TRITON_INTERPRET=1)."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r'''
 import json
@@ -74,12 +66,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def interpreted():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def interpreted(interpret):
+    return interpret(SCRIPT, timeout=600)
 
 
 def test_fused_solver_and_qk_norm_match_torch(interpreted):

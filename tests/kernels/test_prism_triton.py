@@ -3,15 +3,9 @@ interpreter on the CPU against the token-by-token reference in fp64: output, fin
 v, beta, g and the initial state; the corrected-value kernels against their torch reference; one op under
 torch.compile(fullgraph=True) and torch.library.opcheck. fp32, tiny shapes (the interpreter is slow). Runs in a
 subprocess: TRITON_INTERPRET=1 and kernels.fla_interpret's patches must precede the triton/fla imports."""
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r'''
 import json, sys, time
@@ -116,12 +110,8 @@ CASES = ["L1_T37_C16_h0", "L2_T37_C16_h0", "L2_T77_C64", "L3_varlen_C16_h0", "sp
 
 
 @pytest.fixture(scope="module")
-def interpreted():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def interpreted(interpret):
+    return interpret(SCRIPT)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -67,20 +67,10 @@ print(json.dumps(out))
 '''
 
 
-def test_fused_short_conv_matches_torch_path():
+def test_fused_short_conv_matches_torch_path(interpret):
     """fla's Triton causal_conv1d (the CUDA path) under Triton's interpreter against the torch path: output and the
     gradients of the input and the filter, with and without the activation, padding mask and packed sequences."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(root))
-    proc = subprocess.run([sys.executable, "-c", FUSED_SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = interpret(FUSED_SCRIPT, timeout=600)
     assert len(out) == 12
     for case, errs in out.items():
         if case.endswith("_contiguous"):
