@@ -51,12 +51,14 @@ def resolve_run_dir(cfg) -> tuple[Path, str | None]:
     return root / name, ckpt
 
 
-def check_checkpoint_matches(module, ckpt_path: str) -> None:
-    """Refuse a checkpoint of another model before Lightning fails deep inside load_state_dict."""
+def check_checkpoint_matches(module, ckpt_path: str) -> int:
+    """Refuse a checkpoint of another model before Lightning fails deep inside load_state_dict; returns the
+    checkpoint's global step."""
     import torch
 
     try:
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+        saved, step = checkpoint["state_dict"], int(checkpoint.get("global_step", 0))
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise RunError(f"ckpt_path: {ckpt_path} is not a readable Lightning checkpoint ({err})") from None
     own = module.state_dict()
@@ -74,12 +76,37 @@ def check_checkpoint_matches(module, ckpt_path: str) -> None:
         if unexpected:
             parts.append(f"{len(unexpected)} tensors the model does not have (e.g. {unexpected[0]})")
         raise RunError(f"ckpt_path: {ckpt_path} was saved from a different model: " + "; ".join(parts))
+    return step
 
 
-def build_loggers(cfg, run_dir: Path, config: dict):
+def keep_metrics_before(csv_logger, step: int) -> None:
+    """Resuming into a run folder: Lightning's CSV logger deletes metrics.csv when it starts, so put back the rows
+    logged before the checkpoint's step (those after it are logged again) under the header the new rows extend."""
+    import csv
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    path = Path(csv_logger.log_dir) / "metrics.csv"
+    if rank_zero_only.rank != 0 or not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = sorted(reader.fieldnames or [])
+        rows = [row for row in reader if row.get("step") and int(row["step"]) < step]
+    writer = csv_logger.experiment  # creating it deletes the file
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=fields)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = list(fields)  # new keys extend this header; the file is then rewritten with them
+
+
+def build_loggers(cfg, run_dir: Path, config: dict, resume_step: int | None = None):
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if resume_step is not None:
+        keep_metrics_before(loggers[0], resume_step)
     if cfg.logging.wandb:
         mode = cfg.logging.wandb_mode or os.environ.get("WANDB_MODE") or (
             "online" if os.environ.get("WANDB_API_KEY") else "offline")
@@ -161,10 +188,9 @@ def _run(cfg) -> dict:
     except (ValueError, OSError) as err:  # bad input data: name it and stop before any output is written
         raise RunError(f"data: {err}") from None
     module = task_module(datamodule.task).from_datamodule(config, datamodule)
-    if ckpt_path:
-        check_checkpoint_matches(module, ckpt_path)
+    resume_step = check_checkpoint_matches(module, ckpt_path) if ckpt_path else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    loggers = build_loggers(cfg, run_dir, config)
+    loggers = build_loggers(cfg, run_dir, config, resume_step)
     trainer = build_trainer(cfg, run_dir, module, loggers)
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 import compare
 
@@ -145,3 +146,29 @@ def test_parallel_runs_share_the_cores_unless_threads_are_given():
     assert compare.threads_per_job(2, None) == max(1, cores // 2)
     assert compare.threads_per_job(10 * cores, None) == 1
     assert compare.threads_per_job(4, 3) == 3
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    # a run killed after its step-2 checkpoint (so no summary.json) goes on from there when the command is re-run,
+    # and ends with the weights and the loss history of a run that was never interrupted (constant lr: the
+    # schedule does not depend on max_steps)
+    def sweep(out, *extra):
+        code = compare.main([*TINY, "--patterns", PATTERNS[0], "--seeds", "0", "--lrs", "1e-3", "--out", str(out),
+                             "--group", "resume", "--", "logging.wandb=false", "optim.schedule=constant", *extra])
+        assert code == 0
+        return next((out / "runs").glob("*/*"))
+
+    whole = sweep(tmp_path / "whole")
+    broken = sweep(tmp_path / "broken", "trainer.max_steps=2")
+    (broken / "summary.json").unlink()
+    assert sweep(tmp_path / "broken") == broken
+    assert json.loads((broken / "summary.json").read_text())["step"] == 4
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=False)
+    assert b["global_step"] == a["global_step"] == 4
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    # the loss history survives the resume: the first part's rows once, then the resumed ones
+    def losses(run):
+        return [(r["step"], r["train/loss"]) for r in read_csv(run / "metrics.csv") if r["train/loss"]]
+    assert losses(broken) == losses(whole) and len(losses(whole)) == 4
