@@ -8,6 +8,7 @@
 
     python benchmarks/throughput.py --out benchmarks/results/h100 --text data.txt
     python benchmarks/throughput.py --tiny --out /tmp/bench      # a CPU smoke run of the same code
+    python benchmarks/throughput.py --plugins my_mixers.py --mixers my_mixer,gdn --out /tmp/mine  # your own mixer
 Writes results.json and a table (results.md) under --out, and a plot (layers.png) when matplotlib is there.
 """
 from __future__ import annotations
@@ -29,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from configs import compose_config, config_to_dict  # noqa: E402
 from lit_modules.language_model import LanguageModel  # noqa: E402
 from lit_modules.optim import configure_optimizers_from  # noqa: E402
-from mixers.registry import get_mixer, mixer_names  # noqa: E402
+from mixers.registry import get_mixer, import_plugins, mixer_names  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PLUGINS: list[str] = []  # modules registering mixers of the user's own (--plugins)
 
 # Paper-scale widths at d_model 768 (PRISM.md §3: GDN and PRISM with H = 6, d = 128).
 MIXER_OVERRIDES = {
@@ -60,7 +64,10 @@ def mixer_name(key: str) -> str:
 
 def compose(key: str, d_model: int, extra: list[str]) -> dict:
     name = mixer_name(key)
-    overrides = [f"mixer={name}", f"model.d_model={d_model}", *MIXER_OVERRIDES.get(key, []), *extra]
+    # a built-in mixer's config group, or a plugin's mixer with its Config's defaults
+    stack = f"mixer={name}" if (CONFIGS / "mixer" / f"{name}.yaml").is_file() else f"model.layers=[{name}]"
+    plugins = [f"model.plugins=[{','.join(PLUGINS)}]"] if PLUGINS else []
+    overrides = [stack, *plugins, f"model.d_model={d_model}", *MIXER_OVERRIDES.get(key, []), *extra]
     return config_to_dict(compose_config(["experiment=slimpajama_130m", *overrides]))
 
 
@@ -310,6 +317,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--mixers", default="attention,prism,prism_chunk,gdn,gla,mamba2,ttt_mlp")
+    p.add_argument("--plugins", nargs="+", default=[], metavar="MODULE",
+                   help="modules or .py files that register mixers of your own (as model.plugins), for --mixers")
     p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp_ckpt")
     p.add_argument("--skip-layers", action="store_true")
     p.add_argument("--skip-model", action="store_true")
@@ -329,6 +338,8 @@ def main() -> None:
     p.add_argument("--no-autotune", action="store_true",
                    help="keep each Triton kernel's first config instead of autotuning (fla tunes for minutes cold)")
     args = p.parse_args()
+    PLUGINS.extend(args.plugins)
+    import_plugins(PLUGINS)
     if args.no_autotune:
         from triton.runtime import autotuner
 

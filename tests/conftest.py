@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,42 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} not found")
     return SHARED_DATA
+
+
+USER_MIXER = textwrap.dedent('''
+    from dataclasses import dataclass
+    import torch
+    from torch import nn
+    from mixers import Mixer, MixerConfig, register_mixer
+
+    @dataclass
+    class CumMeanConfig(MixerConfig):
+        scale: float = 1.0
+
+    @register_mixer("cummean")
+    class CumMean(Mixer):
+        """Causal running mean of a projection: a user's own mixer living outside the repository."""
+        Config = CumMeanConfig
+
+        def __init__(self, d_model, config, layer_idx=0):
+            super().__init__(d_model, config, layer_idx)
+            self.proj = nn.Linear(d_model, d_model)
+
+        def forward(self, x, *, mask=None, cu_seqlens=None, state=None, use_cache=False):
+            total, count = state if state is not None else (x.new_zeros(x.shape[0], x.shape[2]), 0)
+            sums = total[:, None] + self.proj(x).cumsum(1)
+            counts = count + torch.arange(1, x.shape[1] + 1, device=x.device)[None, :, None]
+            return self.config.scale * sums / counts, ((sums[:, -1], count + x.shape[1]) if use_cache else None)
+
+        def state_size(self, seq_len=None):
+            return self.d_model + 1
+
+        def flops(self, seq_len):
+            return 2 * seq_len * self.d_model ** 2
+''')
+
+
+@pytest.fixture
+def user_mixer_source() -> str:
+    """The source of a mixer of a user's own (a causal running mean), registered as "cummean" on import."""
+    return USER_MIXER

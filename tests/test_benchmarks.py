@@ -77,3 +77,15 @@ def test_gdn_ratio_table_reads_throughput_memory_and_gpu_time():
     del rows[1]["gpu_ms"]  # a CPU run has no GPU time
     line = next(line for line in gdn_ratios(rows) if line.startswith("| prism / gdn"))
     assert line.split(" | ")[1] == "0.75x / 1.50x"
+
+
+def test_throughput_measures_a_mixer_of_your_own(tmp_path, user_mixer_source):
+    plugin = tmp_path / "my_mixers.py"
+    plugin.write_text(user_mixer_source)
+    run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path / "out"), "--plugins", str(plugin),
+        "--mixers", "cummean", "--model-mixers", "cummean")
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["mixer"] for r in result["layers"]} == {"cummean"}
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in result["layers"]), result["layers"]
+    (model,) = result["model"]
+    assert model["mixer"] == "cummean" and model["finite"] and model["layers"] == 2

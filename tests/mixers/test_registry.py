@@ -1,6 +1,5 @@
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -34,41 +33,10 @@ def test_unknown_mixer_lists_the_registered_ones():
         get_mixer("nope")
 
 
-PLUGIN = textwrap.dedent('''
-    from dataclasses import dataclass
-    import torch
-    from torch import nn
-    from mixers import Mixer, MixerConfig, register_mixer
-
-    @dataclass
-    class CumMeanConfig(MixerConfig):
-        scale: float = 1.0
-
-    @register_mixer("cummean")
-    class CumMean(Mixer):
-        """Causal running mean of a projection: a user's own mixer living outside the repository."""
-        Config = CumMeanConfig
-
-        def __init__(self, d_model, config, layer_idx=0):
-            super().__init__(d_model, config, layer_idx)
-            self.proj = nn.Linear(d_model, d_model)
-
-        def forward(self, x, *, mask=None, cu_seqlens=None, state=None, use_cache=False):
-            total, count = state if state is not None else (x.new_zeros(x.shape[0], x.shape[2]), 0)
-            sums = total[:, None] + self.proj(x).cumsum(1)
-            counts = count + torch.arange(1, x.shape[1] + 1, device=x.device)[None, :, None]
-            return self.config.scale * sums / counts, ((sums[:, -1], count + x.shape[1]) if use_cache else None)
-
-        def state_size(self, seq_len=None):
-            return self.d_model + 1
-
-        def flops(self, seq_len):
-            return 2 * seq_len * self.d_model ** 2
-''')
 
 
-def test_user_mixer_from_a_module_outside_the_repository(tmp_path):
-    (tmp_path / "my_mixers.py").write_text(PLUGIN)
+def test_user_mixer_from_a_module_outside_the_repository(tmp_path, user_mixer_source):
+    (tmp_path / "my_mixers.py").write_text(user_mixer_source)
     argv = ["model.plugins=[my_mixers]", "model.layers=[cummean,attention]", "model.mixers.cummean.scale=0.5",
             "trainer.max_steps=3", "trainer.val_check_interval=3", "data.val_examples=8", "logging.wandb=false",
             f"logging.out_dir={tmp_path / 'runs'}", "trainer.enable_progress_bar=false"]
@@ -81,9 +49,9 @@ def test_user_mixer_from_a_module_outside_the_repository(tmp_path):
     assert "cummean" in config and "scale: 0.5" in config
 
 
-def test_user_mixer_from_a_file_path(tmp_path):
+def test_user_mixer_from_a_file_path(tmp_path, user_mixer_source):
     plugin = tmp_path / "file_plugin.py"
-    plugin.write_text(PLUGIN.replace('"cummean"', '"cummean_file"'))
+    plugin.write_text(user_mixer_source.replace('"cummean"', '"cummean_file"'))
     from configs import compose_config
 
     cfg = compose_config([f"model.plugins=[{plugin}]", "model.layers=[cummean_file]"])
