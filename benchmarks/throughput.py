@@ -33,7 +33,6 @@ from lit_modules.optim import configure_optimizers_from  # noqa: E402
 from mixers.registry import get_mixer, import_plugins, mixer_names  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PLUGINS: list[str] = []  # modules registering mixers of the user's own (--plugins)
 
 # Paper-scale widths at d_model 768 (PRISM.md §3: GDN and PRISM with H = 6, d = 128).
 MIXER_OVERRIDES = {
@@ -64,10 +63,9 @@ def mixer_name(key: str) -> str:
 
 def compose(key: str, d_model: int, extra: list[str]) -> dict:
     name = mixer_name(key)
-    # a built-in mixer's config group, or a plugin's mixer with its Config's defaults
+    # a built-in mixer's config group, or a plugin's mixer (registered once by main) with its Config's defaults
     stack = f"mixer={name}" if (CONFIGS / "mixer" / f"{name}.yaml").is_file() else f"model.layers=[{name}]"
-    plugins = [f"model.plugins=[{','.join(PLUGINS)}]"] if PLUGINS else []
-    overrides = [stack, *plugins, f"model.d_model={d_model}", *MIXER_OVERRIDES.get(key, []), *extra]
+    overrides = [stack, f"model.d_model={d_model}", *MIXER_OVERRIDES.get(key, []), *extra]
     return config_to_dict(compose_config(["experiment=slimpajama_130m", *overrides]))
 
 
@@ -338,8 +336,7 @@ def main() -> None:
     p.add_argument("--no-autotune", action="store_true",
                    help="keep each Triton kernel's first config instead of autotuning (fla tunes for minutes cold)")
     args = p.parse_args()
-    PLUGINS.extend(args.plugins)
-    import_plugins(PLUGINS)
+    import_plugins(args.plugins)  # registered for every row of this process
     if args.no_autotune:
         from triton.runtime import autotuner
 
