@@ -111,7 +111,7 @@ class LanguageModel(L.LightningModule):
     def _restart_window(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self._window = {"start": time.perf_counter(), "tokens": 0, "flops": 0.0, "step": self.trainer.global_step}
+        self._window = {"start": time.perf_counter(), "tokens_by_len": {}, "step": self.trainer.global_step}
 
     def on_train_start(self):
         self._restart_window()
@@ -124,20 +124,21 @@ class LanguageModel(L.LightningModule):
         window = self._window
         if not window:  # fit did not start through on_train_start
             return
-        tokens = batch["input_ids"].numel() * self.trainer.world_size
-        window["tokens"] += tokens
-        window["flops"] += self.flops_per_token(batch["input_ids"].shape[-1]) * tokens
+        # tokens per sequence length: the FLOPs per token depend on it, and are counted only when logged
+        by_len, seq_len = window["tokens_by_len"], batch["input_ids"].shape[-1]
+        by_len[seq_len] = by_len.get(seq_len, 0) + batch["input_ids"].numel() * self.trainer.world_size
         step = self.trainer.global_step  # the step Lightning logs at after this hook
         if step == window["step"] or step % max(1, self.trainer.log_every_n_steps):
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = max(time.perf_counter() - window["start"], 1e-9)
-        self.log("perf/tokens_per_s", window["tokens"] / seconds, prog_bar=True)
+        self.log("perf/tokens_per_s", sum(by_len.values()) / seconds, prog_bar=True)
         self.log("perf/peak_mem_gib", peak_memory_gib(self.device))
         peak = self.cfg.trainer.get("peak_tflops") or self._detected_peak_tflops()
         if peak:
-            self.log("perf/mfu", window["flops"] / seconds / self.trainer.world_size / (peak * 1e12))
+            flops = sum(self.flops_per_token(n) * tokens for n, tokens in by_len.items())
+            self.log("perf/mfu", flops / seconds / self.trainer.world_size / (peak * 1e12))
         self._restart_window()
 
     def _detected_peak_tflops(self) -> float | None:

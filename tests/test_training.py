@@ -37,11 +37,13 @@ def test_mqar_learns_well_above_chance(tmp_path, mixer, overrides):
 
 def test_throughput_is_logged_at_every_logging_step(tmp_path):
     # measured over each logging interval (one device sync per interval): every row with a training loss has it
-    metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2"))
+    metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2",
+                       "trainer.peak_tflops=1.0"))  # a peak on the CPU too, so that MFU is logged
     with open(Path(metrics["run_dir"]) / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["train/loss"]]
     assert [int(r["step"]) for r in rows] == [1, 3, 5, 7]
     assert all(float(r["perf/tokens_per_s"]) > 0 and float(r["perf/peak_mem_gib"]) > 0 for r in rows)
+    assert all(float(r["perf/mfu"]) > 0 for r in rows)
 
 
 def final_weights(run_dir: str) -> dict:
