@@ -18,8 +18,8 @@ Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 
   token layout: keys [1, V/2), values [V/2, V)); the one task with a label after every queried key, not only at
   the last position.
 * ``parity`` (k = bits): k random bits, then QUERY; answer BIT(sum of bits mod 2).
-* ``local_xor`` (k = window): N-1 random bits, then QUERY; answer BIT(XOR of the last k bits). Only the last k
-  bits matter; the others are distractors.
+* ``local_xor`` (k = window): N-2 random bits, the window S[k], then QUERY; answer BIT(XOR of the last k bits).
+  Only the last k bits matter; the others are distractors.
 * ``modulo_add`` (k = operands): k operands S[a_i], a_i uniform in [0, m) (m = ``modulus``), then QUERY;
   answer S[(sum a_i) mod m].
 * ``palindrome`` (k = word length >= 2): a word of k symbols from the first ``alphabet`` symbols, then QUERY;
@@ -116,9 +116,12 @@ def _parity(rng, num, k, s: _Spec):
 
 
 def _local_xor(rng, num, k, s: _Spec):
-    s.need(1 <= k <= s.N - 1, "local_xor", k, "needs 1 <= window <= seq_len - 1")
-    bits = _bits(rng, (num, s.N - 1))
-    payload = np.concatenate([BIT0 + bits, np.full((num, 1), QUERY)], 1)
+    s.need(1 <= k <= s.N - 2, "local_xor", k, "needs 1 <= window <= seq_len - 2")
+    s.need(k < s.symbols, "local_xor", k, f"needs window < {s.symbols} symbols")
+    bits = _bits(rng, (num, s.N - 2))
+    # the window is in the input: with several windows in training, the answer must not depend on which one
+    # the generator picked
+    payload = np.concatenate([BIT0 + bits, np.full((num, 1), SYMBOL0 + k), np.full((num, 1), QUERY)], 1)
     return _last_token(num, s.N, payload, BIT0 + bits[:, -k:].sum(1) % 2)
 
 
