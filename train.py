@@ -189,6 +189,10 @@ def _run(cfg) -> dict:
         raise RunError(f"data: {err}") from None
     module = task_module(datamodule.task).from_datamodule(config, datamodule)
     resume_step = check_checkpoint_matches(module, ckpt_path) if ckpt_path else None
+    if cfg.trainer.compile:
+        # nn.Module.compile, not torch.compile(module): no _orig_mod wrapper, so the state dict and checkpoints
+        # are the same as an eager run's and either can resume the other
+        module.backbone.compile()
     run_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, run_dir, config, resume_step)
     trainer = build_trainer(cfg, run_dir, module, loggers)

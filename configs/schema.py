@@ -64,6 +64,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = False
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
+    compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
 
 
 @dataclass
