@@ -529,13 +529,15 @@ def plots(out: Path, rows: list[dict], runs: list[dict], metric: str, vary_key: 
         for i, p in enumerate(patterns):
             vals = [next((r for r in rows if r["pattern"] == p and r["setting"] == s), None) for s in settings]
             xs = [j + i * width for j in range(len(settings))]
-            ax.bar(xs, [v["mean"] if v else 0 for v in vals], width, yerr=[v["std"] if v else 0 for v in vals],
-                   color=colors[p], label=p, capsize=2)
+            # a cell not run (or failed) is left empty: a bar at 0 would read as a measured accuracy of 0
+            ax.bar(xs, [v["mean"] if v else math.nan for v in vals], width,
+                   yerr=[v["std"] if v else math.nan for v in vals], color=colors[p], label=p, capsize=2)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))])
         ax.set_xticklabels([str(s) for s in settings], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(metric)
         ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=7)
+        ax.set_xlim(-width / 2 - 0.1, len(settings) - 0.1 - width / 2)  # all groups, even with empty cells
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
         written.append(out / "metric_by_setting.png")
