@@ -1,6 +1,6 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
 on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
-profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer) and host_ops_cpu.py."""
+profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), host_ops_cpu.py and compile_step.py."""
 import json
 import subprocess
 import sys
@@ -89,3 +89,10 @@ def test_throughput_measures_a_mixer_of_your_own(tmp_path, user_mixer_source):
     assert all("error" not in r and r["tokens_per_s"] > 0 for r in result["layers"]), result["layers"]
     (model,) = result["model"]
     assert model["mixer"] == "cummean" and model["finite"] and model["layers"] == 2
+
+
+def test_compile_step_compares_eager_and_compiled():
+    out = run("benchmarks/compile_step.py", "--device", "cpu", "--steps", "1", "--mixers", "attention")
+    row = next(line for line in out.splitlines() if line.startswith("| attention |"))
+    compile_s, eager_ms, compiled_ms, _, grad_diff = (c.strip() for c in row.split("|")[2:7])
+    assert float(eager_ms) > 0 and float(compiled_ms) > 0 and float(grad_diff) < 1e-4, row
