@@ -1,6 +1,7 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
 on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
-profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), host_ops_cpu.py and compile_step.py."""
+profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), host_ops_cpu.py and
+compile_step.py."""
 import json
 import subprocess
 import sys
