@@ -29,10 +29,9 @@ PATTERNS = {
 
 
 def measure(name: str, device: str, steps: int) -> dict:
-    from configs import compose_config
+    from configs import compose_config, config_to_dict
     from datamodules.registry import get_datamodule
     from lit_modules import task_module
-    from train import config_to_dict
 
     cfg = compose_config(["experiment=prism_probes", "data.task=mqar", "data.train_examples=1024"] + PATTERNS[name])
     dm = get_datamodule(cfg.data.name)(cfg.data, seed=0)

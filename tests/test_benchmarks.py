@@ -95,5 +95,5 @@ def test_throughput_measures_a_mixer_of_your_own(tmp_path, user_mixer_source):
 def test_compile_step_compares_eager_and_compiled():
     out = run("benchmarks/compile_step.py", "--device", "cpu", "--steps", "1", "--mixers", "attention")
     row = next(line for line in out.splitlines() if line.startswith("| attention |"))
-    compile_s, eager_ms, compiled_ms, _, grad_diff = (c.strip() for c in row.split("|")[2:7])
+    _, eager_ms, compiled_ms, _, grad_diff = (c.strip() for c in row.split("|")[2:7])
     assert float(eager_ms) > 0 and float(compiled_ms) > 0 and float(grad_diff) < 1e-4, row

@@ -67,9 +67,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
 
 
 def test_compiled_run_trains_like_the_eager_run(tmp_path):
-    common = ["trainer.max_steps=3", "trainer.val_check_interval=3", "mixer=attention", "data.val_examples=32"]
     from torch._dynamo.utils import counters
 
+    common = ["trainer.max_steps=3", "trainer.val_check_interval=3", "mixer=attention", "data.val_examples=32"]
     eager = run(tiny(tmp_path, *common, "logging.name=eager"))
     counters.clear()
     compiled = run(tiny(tmp_path, *common, "logging.name=compiled", "trainer.compile=true"))

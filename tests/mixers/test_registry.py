@@ -33,8 +33,6 @@ def test_unknown_mixer_lists_the_registered_ones():
         get_mixer("nope")
 
 
-
-
 def test_user_mixer_from_a_module_outside_the_repository(tmp_path, user_mixer_source):
     (tmp_path / "my_mixers.py").write_text(user_mixer_source)
     argv = ["model.plugins=[my_mixers]", "model.layers=[cummean,attention]", "model.mixers.cummean.scale=0.5",
