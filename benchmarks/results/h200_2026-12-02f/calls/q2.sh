@@ -1,4 +1,5 @@
-# Report the probing sweep's progress and bring back every finished run (without checkpoints).
+# Report the probing sweep's progress and bring back every run folder: finished ones without checkpoints,
+# unfinished ones with last.ckpt.
 source gpu_calls/env.sh
 mark report
 cat /root/probes*.log | grep -v "Warning\|warn" | grep -E "val/acc=|FAILED|Error|error" | tail -80 > $OUT/progress.txt

@@ -1,7 +1,7 @@
-# (q5: the second try; unfinished runs carried with last.ckpt resume.) Finish the 10k-step probing table on the GPU, compiled: TTT-MLP on seven tasks (its own process), the six
-# other patterns on silence_gate, variable_tracking, poly_recall, and GLA, Mamba2 on mux. The finished runs
-# carried in .sweeps/probes10k are kept; the CPU machine runs local_xor (PRISM L1, GLA, Mamba2) and mux
-# (PRISM, PRISM L1, GDN). Then report like q2.
+# The second call: finish the probing table on the GPU, compiled. TTT-MLP on TTT_TASKS (its own process; the
+# call ran TTT_TASKS=none, which exits at once, as the CPU ran TTT-MLP) and the six other patterns on
+# variable_tracking and poly_recall; finished runs (and unfinished ones with last.ckpt) carried in
+# .sweeps/probes10k are kept or resumed. Then report like q2.
 source gpu_calls/env.sh
 python3 -m pip install -q --no-deps --target /tmp/site .whl/*.whl
 mkdir -p /root/probes && cp -r .sweeps/probes10k/runs /root/probes/
