@@ -44,8 +44,10 @@ def main() -> None:
         for _ in range(5):
             step()
     print(f"{args.mixer} seq {args.seq} x batch {args.batch}, 5 steps, {device.type}")
-    print(prof.key_averages().table(sort_by=f"{'cuda' if cuda else 'cpu'}_time_total", row_limit=args.rows,
-                                    max_name_column_width=70))
+    # by total time (each op with what it launches), then by self time (each kernel on its own: the GPU's time)
+    kind = "cuda" if cuda else "cpu"
+    for sort_by in (f"{kind}_time_total", f"self_{kind}_time_total"):
+        print(prof.key_averages().table(sort_by=sort_by, row_limit=args.rows, max_name_column_width=70))
 
 
 if __name__ == "__main__":

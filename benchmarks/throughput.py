@@ -182,6 +182,9 @@ def bench_model(key: str, args, device, dtype) -> dict:
     cfg = compose(key, args.d_model, extra)
     torch.manual_seed(0)
     model = LanguageModel(cfg, vocab_size=args.vocab).to(device)
+    graphs = args.model_compile in ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs
+    if args.model_compile != "none":  # as trainer.compile does: the backbone in place
+        model.backbone.compile(**({} if args.model_compile == "default" else {"mode": args.model_compile}))
     opt = configure_optimizers_from(model, cfg["optim"], args.model_steps)
     optimizer, schedule = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     losses, times = [], []
@@ -189,6 +192,8 @@ def bench_model(key: str, args, device, dtype) -> dict:
         torch.cuda.reset_peak_memory_stats()
     for ids, labels in byte_batches(args.text_bytes, args.model_seq, args.model_batch, args.model_steps, device):
         t0 = time.perf_counter()
+        if graphs:  # a new step: the graphs may overwrite the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             logits, _ = model(ids)
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
@@ -203,7 +208,8 @@ def bench_model(key: str, args, device, dtype) -> dict:
             print(f"  {key} step {len(losses)}: loss {losses[-1]:.3f}, {times[-1]:.2f} s", flush=True)
     steady = statistics.median(times[min(5, len(times) - 1):])
     tokens = args.model_seq * args.model_batch
-    row = {"mixer": key, "layers": args.model_layers, "seq": args.model_seq, "batch": args.model_batch,
+    row = {"mixer": key, "compile": args.model_compile, "layers": args.model_layers, "seq": args.model_seq,
+           "batch": args.model_batch,
            "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "tokens_per_s": tokens / steady,
            "first_loss": losses[0], "last_loss": losses[-1], "losses": losses,
            "finite": all(math.isfinite(v) for v in losses),
@@ -285,7 +291,8 @@ def write_tables(out: Path, result: dict) -> str:
             if "error" in r:
                 lines.append(f"| {r['mixer']} | error: {one_line(r['error'])} |||||")
                 continue
-            lines.append(f"| {r['mixer']} | {r['params_m']:.1f} | {r['tokens_per_s'] / 1e3:.1f} | "
+            compiled = "" if r.get("compile", "none") == "none" else f" (compiled: {r['compile']})"
+            lines.append(f"| {r['mixer']}{compiled} | {r['params_m']:.1f} | {r['tokens_per_s'] / 1e3:.1f} | "
                          f"{r.get('peak_mem_gib', 0):.1f} | {r.get('mfu', 0):.3f} | {r['first_loss']:.3f} -> "
                          f"{r['last_loss']:.3f} | {r['finite']}, {r['decreasing']} |")
     table = "\n".join(lines) + "\n"
@@ -326,6 +333,10 @@ def main() -> None:
     p.add_argument("--model-seq", type=int, default=2048)
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--model-steps", type=int, default=50)
+    p.add_argument("--model-compile", default="none",
+                   choices=["none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="compile the model's backbone (as trainer.compile=true) in this torch.compile mode; "
+                        "reduce-overhead and max-autotune also replay each step as CUDA graphs")
     p.add_argument("--vocab", type=int, default=50304)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=10, help="layer steps per timed round")
