@@ -46,11 +46,10 @@ class ShortConv(nn.Module):
         return y, (tail if use_cache else None)
 
     def _fla(self, x, cu_seqlens):
-        from fla.modules.causal_conv1d import causal_conv1d
-        if torch.is_autocast_enabled(x.device.type):  # autocast skips custom Functions; conv1d would cast
+        from kernels.causal_conv import causal_conv1d
+        if torch.is_autocast_enabled(x.device.type):  # autocast skips custom ops; conv1d would cast
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        y, _ = causal_conv1d(x, self.weight, activation=self.activation, cu_seqlens=cu_seqlens)
-        return y
+        return causal_conv1d(x, self.weight, self.activation, cu_seqlens)
 
     def _dense(self, x, state):
         B, T, D = x.shape

@@ -2,7 +2,8 @@
 torch solver: every variant (paper with/without gain, GELU/identity, closed_form), L = 1..4, forward and the
 gradients of v, the residual source and the gains; the fused q/key normalisation (qk_norm.py) against torch on a
 column slice, output and gradient; and the PRISM mixer wired to it (backend="triton": fused solver
-and Triton op) against backend="chunk": output and every parameter's gradient. fp32, tiny shapes, in a subprocess
+and Triton op) against backend="chunk": output and every parameter's gradient; that mixer as one graph under
+torch.compile(fullgraph=True); torch.library.opcheck of the custom ops. fp32, tiny shapes, in a subprocess
 (TRITON_INTERPRET=1)."""
 import pytest
 
@@ -61,6 +62,30 @@ for name, kw in [("mixer_paper", {}), ("mixer_closed_form", {"solver": "closed_f
     w = torch.randn(ys[0].shape, generator=gen)
     grads = [torch.autograd.grad((y * w).sum(), list(m.parameters())) for y, m in zip(ys, (chunk, fused))]
     out[name] = [rel(ys[1], ys[0])] + [rel(b, a) for a, b in zip(*grads)]
+
+# The whole mixer on its kernels (conv, q/key norm, solver, op: each a custom op) is one graph for torch.compile:
+# fullgraph=True fails on any graph break. Output and every parameter's gradient against the eager mixer.
+torch.manual_seed(2)
+mixer = PRISM(16, PRISM.Config(num_heads=2, backend="triton"))
+x = torch.randn(2, 9, 16, generator=gen)
+compiled = torch.compile(lambda x: mixer(x)[0], fullgraph=True, backend="aot_eager")
+ys = [mixer(x)[0], compiled(x)]
+w = torch.randn(ys[0].shape, generator=gen)
+grads = [torch.autograd.grad((y * w).sum(), list(mixer.parameters())) for y in ys]
+out["mixer_compile_fullgraph"] = [rel(ys[1], ys[0])] + [rel(b, a) for a, b in zip(*grads)]
+
+# The custom ops' registrations (schema, fake tensors, autograd) by torch.library.opcheck; it raises on a failure.
+from kernels.causal_conv import causal_conv1d
+v, res, p = (torch.randn(2, 5, 24, generator=gen, requires_grad=True) for _ in range(3))
+OPS = {"qk_l2norm": (torch.ops.prism_triton.qk_l2norm_fwd, (torch.randn(2, 5, 48, requires_grad=True), 2, 8, 2, 1e-6)),
+       "solver": (torch.ops.prism_triton.solver_fwd, (v, res, torch.randn(2, 5, 48, requires_grad=True), 2, 8,
+                                                       False, True)),
+       "solver_closed_form": (torch.ops.prism_triton.solver_fwd, (v, None, p, 1, 8, True, True)),
+       "causal_conv1d": (torch.ops.prism_fla.causal_conv1d_fwd, (torch.randn(2, 9, 6, requires_grad=True),
+                                                                 torch.randn(6, 4, requires_grad=True), "silu", None))}
+for name, (op, args) in OPS.items():
+    torch.library.opcheck(op, args)
+    out[f"opcheck_{name}"] = [0.0]
 print(json.dumps(out))
 '''
 
@@ -71,7 +96,7 @@ def interpreted(interpret):
 
 
 def test_fused_solver_and_qk_norm_match_torch(interpreted):
-    assert len(interpreted) == 13
+    assert len(interpreted) == 18
     for case, errs in interpreted.items():
         assert max(errs) < 1e-5, (case, errs)
 

@@ -64,37 +64,64 @@ def _blocks(D: int) -> tuple[int, int]:
     return max(1, 4096 // BD), BD
 
 
-class PrismQKL2Norm(torch.autograd.Function):
+# Forward and backward are torch.library custom ops tied by register_autograd (as the chunk op): torch.compile
+# keeps them whole in its graph, where a Function launching Triton kernels is traced into them (inductor then
+# failed to analyse this kernel, assumed every input mutated and gave up CUDA graphs; 2026-12-02, H200).
+@torch.library.custom_op("prism_triton::qk_l2norm_fwd", mutates_args=())
+def _qk_l2norm_fwd(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: int, eps: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    B, T, _ = x.shape
+    H, D, LH = num_heads, head_dim, num_heads * key_steps
+    if x.stride(-1) != 1 or x.stride(0) != T * x.stride(1):  # rows must be one stride apart
+        x = x.contiguous()
+    q = x.new_empty(B, T, H, D)
+    k = x.new_empty(B, T, H, key_steps, D)
+    N = B * T * (H + LH)
+    rstd = torch.empty(N, dtype=torch.float32, device=x.device)
+    BR, BD = _blocks(D)
+    prism_qk_l2norm_fwd_kernel[(triton.cdiv(N, BR),)](x, q, k, rstd, N, x.stride(1), H=H, LH=LH, D=D, BR=BR, BD=BD,
+                                                      EPS=eps)
+    return q, k, rstd
 
-    @staticmethod
-    def forward(ctx, x, num_heads, head_dim, key_steps, eps):
-        B, T, _ = x.shape
-        H, D, LH = num_heads, head_dim, num_heads * key_steps
-        if x.stride(-1) != 1 or x.stride(0) != T * x.stride(1):  # rows must be one stride apart
-            x = x.contiguous()
-        q = x.new_empty(B, T, H, D)
-        k = x.new_empty(B, T, H, key_steps, D)
-        N = B * T * (H + LH)
-        rstd = torch.empty(N, dtype=torch.float32, device=x.device)
-        BR, BD = _blocks(D)
-        prism_qk_l2norm_fwd_kernel[(triton.cdiv(N, BR),)](x, q, k, rstd, N, x.stride(1), H=H, LH=LH, D=D, BR=BR,
-                                                          BD=BD, EPS=eps)
-        ctx.save_for_backward(q, k, rstd)
-        ctx.shape = x.shape
-        return q, k
 
-    @staticmethod
-    def backward(ctx, dq, dk):
-        q, k, rstd = ctx.saved_tensors
-        B, T, H, D = q.shape
-        LH = k.shape[2] * k.shape[3]
-        dx = q.new_empty(ctx.shape)
-        N = rstd.numel()
-        BR, BD = _blocks(D)
-        dq = torch.zeros_like(q) if dq is None else dq.contiguous()
-        dk = torch.zeros_like(k) if dk is None else dk.contiguous()
-        prism_qk_l2norm_bwd_kernel[(triton.cdiv(N, BR),)](q, k, dq, dk, rstd, dx, N, H=H, LH=LH, D=D, BR=BR, BD=BD)
-        return dx, None, None, None, None
+@_qk_l2norm_fwd.register_fake
+def _(x, num_heads, head_dim, key_steps, eps):
+    B, T, _ = x.shape
+    return (x.new_empty(B, T, num_heads, head_dim), x.new_empty(B, T, num_heads, key_steps, head_dim),
+            x.new_empty(B * T * num_heads * (1 + key_steps), dtype=torch.float32))
+
+
+@torch.library.custom_op("prism_triton::qk_l2norm_bwd", mutates_args=())
+def _qk_l2norm_bwd(q: torch.Tensor, k: torch.Tensor, rstd: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor
+                   ) -> torch.Tensor:
+    B, T, H, D = q.shape
+    LH = k.shape[2] * k.shape[3]
+    dx = q.new_empty(B, T, H * D + LH * D)
+    N = rstd.numel()
+    BR, BD = _blocks(D)
+    prism_qk_l2norm_bwd_kernel[(triton.cdiv(N, BR),)](q, k, dq.contiguous(), dk.contiguous(), rstd, dx, N, H=H, LH=LH,
+                                                      D=D, BR=BR, BD=BD)
+    return dx
+
+
+@_qk_l2norm_bwd.register_fake
+def _(q, k, rstd, dq, dk):
+    B, T, H, D = q.shape
+    return q.new_empty(B, T, H * D + k.shape[2] * k.shape[3] * D)
+
+
+def _qk_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*output)
+
+
+def _qk_backward(ctx, dq, dk, drstd):
+    q, k, rstd = ctx.saved_tensors
+    dq = torch.zeros_like(q) if dq is None else dq
+    dk = torch.zeros_like(k) if dk is None else dk
+    return _qk_l2norm_bwd(q, k, rstd, dq, dk), None, None, None, None
+
+
+torch.library.register_autograd("prism_triton::qk_l2norm_fwd", _qk_backward, setup_context=_qk_setup_context)
 
 
 def prism_qk_l2norm(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: int, eps: float = 1e-6):
@@ -104,7 +131,8 @@ def prism_qk_l2norm(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: i
     if x.shape[-1] != (1 + key_steps) * num_heads * head_dim:
         raise ValueError(f"prism_qk_l2norm: x has {x.shape[-1]} columns, expected (1 + {key_steps}) * {num_heads} "
                          f"* {head_dim}")
-    return PrismQKL2Norm.apply(x, num_heads, head_dim, key_steps, eps)
+    q, k, _ = _qk_l2norm_fwd(x, num_heads, head_dim, key_steps, eps)
+    return q, k
 
 
 def prism_qk_l2norm_reference(x, num_heads, head_dim, key_steps, eps=1e-6):

@@ -105,35 +105,60 @@ def prism_solver_bwd_kernel(v, res, p, ddelta, dv, dres, dp, N, HD: tl.constexpr
 BLOCK = 1024
 
 
-class PrismSolverFunction(torch.autograd.Function):
+# Forward and backward are torch.library custom ops tied by register_autograd (as the chunk op), so that
+# torch.compile keeps each whole in its graph instead of tracing into the Triton launches.
+@torch.library.custom_op("prism_triton::solver_fwd", mutates_args=())
+def _solver_fwd(v: torch.Tensor, res: torch.Tensor | None, p: torch.Tensor | None, L: int, head_dim: int,
+                closed_form: bool, gelu: bool) -> torch.Tensor:
+    B, T, HD = v.shape
+    delta = v.new_empty(B, T, HD // head_dim, L, head_dim)
+    N = v.numel()
+    prism_solver_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+        v, res if res is not None else v, p if p is not None else v, delta, N, HD=HD, d=head_dim, L=L,
+        CLOSED_FORM=closed_form, HAS_GAIN=p is not None, GELU=gelu, BLOCK=BLOCK)
+    return delta
 
-    @staticmethod
-    def forward(ctx, v, res, p, L, head_dim, closed_form, gelu):
-        B, T, HD = v.shape
-        delta = v.new_empty(B, T, HD // head_dim, L, head_dim)
-        N = v.numel()
-        dummy = v
-        prism_solver_fwd_kernel[(triton.cdiv(N, BLOCK),)](
-            v, res if res is not None else dummy, p if p is not None else dummy, delta, N, HD=HD, d=head_dim, L=L,
-            CLOSED_FORM=closed_form, HAS_GAIN=p is not None, GELU=gelu, BLOCK=BLOCK)
-        ctx.save_for_backward(v, res, p)
-        ctx.cfg = (L, head_dim, closed_form, gelu)
-        return delta
 
-    @staticmethod
-    def backward(ctx, ddelta):
-        v, res, p = ctx.saved_tensors
-        L, head_dim, closed_form, gelu = ctx.cfg
-        B, T, HD = v.shape
-        N = v.numel()
-        dv = torch.empty_like(v)
-        dres = torch.empty_like(res) if res is not None else None
-        dp = torch.empty_like(p) if p is not None else None
-        prism_solver_bwd_kernel[(triton.cdiv(N, BLOCK),)](
-            v, res if res is not None else v, p if p is not None else v, ddelta.contiguous(), dv,
-            dres if dres is not None else dv, dp if dp is not None else dv, N, HD=HD, d=head_dim, L=L,
-            CLOSED_FORM=closed_form, HAS_GAIN=p is not None, GELU=gelu, BLOCK=BLOCK)
-        return dv, dres, dp, None, None, None, None
+@_solver_fwd.register_fake
+def _(v, res, p, L, head_dim, closed_form, gelu):
+    B, T, HD = v.shape
+    return v.new_empty(B, T, HD // head_dim, L, head_dim)
+
+
+@torch.library.custom_op("prism_triton::solver_bwd", mutates_args=())
+def _solver_bwd(v: torch.Tensor, res: torch.Tensor | None, p: torch.Tensor | None, ddelta: torch.Tensor, L: int,
+                head_dim: int, closed_form: bool, gelu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dv, dres, dp); dres and dp are empty where res and p are None."""
+    B, T, HD = v.shape
+    N = v.numel()
+    dv = torch.empty_like(v)
+    dres = torch.empty_like(res) if res is not None else v.new_empty(0)
+    dp = torch.empty_like(p) if p is not None else v.new_empty(0)
+    prism_solver_bwd_kernel[(triton.cdiv(N, BLOCK),)](
+        v, res if res is not None else v, p if p is not None else v, ddelta.contiguous(), dv,
+        dres if res is not None else dv, dp if p is not None else dv, N, HD=HD, d=head_dim, L=L,
+        CLOSED_FORM=closed_form, HAS_GAIN=p is not None, GELU=gelu, BLOCK=BLOCK)
+    return dv, dres, dp
+
+
+@_solver_bwd.register_fake
+def _(v, res, p, ddelta, L, head_dim, closed_form, gelu):
+    return (torch.empty_like(v), torch.empty_like(res) if res is not None else v.new_empty(0),
+            torch.empty_like(p) if p is not None else v.new_empty(0))
+
+
+def _solver_setup_context(ctx, inputs, output):
+    v, res, p, *ctx.cfg = inputs
+    ctx.save_for_backward(v, res, p)
+
+
+def _solver_backward(ctx, ddelta):
+    v, res, p = ctx.saved_tensors
+    dv, dres, dp = _solver_bwd(v, res, p, ddelta, *ctx.cfg)
+    return dv, dres if res is not None else None, dp if p is not None else None, None, None, None, None
+
+
+torch.library.register_autograd("prism_triton::solver_fwd", _solver_backward, setup_context=_solver_setup_context)
 
 
 def prism_solver(v: torch.Tensor, res: torch.Tensor | None, p: torch.Tensor | None, steps: int, head_dim: int,
@@ -150,7 +175,7 @@ def prism_solver(v: torch.Tensor, res: torch.Tensor | None, p: torch.Tensor | No
     v = v.contiguous()
     res = None if closed else res.contiguous()
     p = p.contiguous() if p is not None else None
-    return PrismSolverFunction.apply(v, res, p, steps, head_dim, closed, nonlinearity == "gelu")
+    return _solver_fwd(v, res, p, steps, head_dim, closed, nonlinearity == "gelu")
 
 
 def prism_solver_reference(v, res, p, steps, head_dim, solver="paper", nonlinearity="gelu"):
