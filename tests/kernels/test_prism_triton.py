@@ -131,3 +131,38 @@ def test_triton_backend_refuses_cpu_tensors_without_interpreter():
     v = torch.randn(1, 4, 1, 2, 8)
     with pytest.raises(NotImplementedError, match="Triton"):
         prism_delta_rule(q, k, v, torch.rand(1, 4, 1, 2), -torch.rand(1, 4, 1), backend="triton")
+
+
+TUNING_SCRIPT = r'''
+import json
+import kernels.fla_interpret as fi
+fi.patch_triton_interpreter()
+fi.run_configs_when_tuning()  # our kernels' autotuners launch every config first, as on a GPU
+import torch
+import torch.nn.functional as F
+from kernels.prism import prism_delta_rule
+torch.set_num_threads(1)
+gen = torch.Generator().manual_seed(0)
+B, T, H, L, K = 1, 37, 2, 2, 16
+xs = [torch.randn(B, T, H, K, generator=gen), F.normalize(torch.randn(B, T, H, L, K, generator=gen), dim=-1),
+      torch.randn(B, T, H, L, K, generator=gen), torch.sigmoid(torch.randn(B, T, H, L, generator=gen)),
+      F.logsigmoid(torch.randn(B, T, H, generator=gen) + 2.5), torch.randn(B, H, K, K, generator=gen)]
+w = torch.randn(B, T, H, K, generator=gen)
+
+def outputs_and_grads(backend, xs):
+    xs = [x.clone().requires_grad_() for x in xs]
+    o, h = prism_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, backend=backend, chunk_size=16)
+    return [o, h, *torch.autograd.grad((o * w.to(o.dtype)).sum() + h.sum(), xs)]
+
+got, ref = outputs_and_grads("triton", xs), outputs_and_grads("naive", [x.double() for x in xs])
+names = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+print(json.dumps({n: ((a.double() - b).norm() / b.norm()).item() for n, a, b in zip(names, got, ref)}))
+'''
+
+
+def test_autotuning_leaves_results_unchanged(interpret):
+    """On a GPU, each autotuned kernel's first call in a process launches every config before the chosen one. A
+    kernel that accumulates into an argument must declare it (restore_value), or that call's results are wrong:
+    the first training step of every fresh GPU process got wrong dq and dK0 this way (found 2026-12-02)."""
+    errs = interpret(TUNING_SCRIPT)
+    assert len(errs) == 8 and max(errs.values()) < 1e-4, errs

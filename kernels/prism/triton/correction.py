@@ -258,6 +258,7 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
 @triton.autotune(  # no 2-warp configs: 128-164 KiB of tiles; in fp32 each took ptxas ~85 s (kernels.compile_check)
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w in [4, 8] for s in [2, 3]],
     key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
+    restore_value=['dk0a', 'dqa'],  # accumulated into: each tuning launch would add its share again
 )
 @triton.jit(do_not_specialize=['T'])
 def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv, dbeta, dgc, scale, cu_seqlens,
