@@ -4,7 +4,8 @@
           {2048x8, 4096x4, 8192x2, 16384x1}: time, tokens/s, peak memory.
   model:  the 12-layer d_model 768 language model per mixer, bf16 autocast, AdamW, seq 2048 x batch 8, N steps on
           byte-level text: loss at every step (finite, decreasing), tokens/s, peak memory, MFU from the mixers'
-          own flops().
+          own flops(). --model-compile MODE compiles the backbone first (as trainer.compile=true), in that
+          torch.compile mode (reduce-overhead: CUDA graphs).
 
     python benchmarks/throughput.py --out benchmarks/results/h100 --text data.txt
     python benchmarks/throughput.py --tiny --out /tmp/bench      # a CPU smoke run of the same code
