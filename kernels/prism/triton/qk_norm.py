@@ -64,9 +64,9 @@ def _blocks(D: int) -> tuple[int, int]:
     return max(1, 4096 // BD), BD
 
 
-# Forward and backward are torch.library custom ops tied by register_autograd (as the chunk op): torch.compile
-# keeps them whole in its graph, where a Function launching Triton kernels is traced into them (inductor then
-# failed to analyse this kernel, assumed every input mutated and gave up CUDA graphs; 2026-12-02, H200).
+# Forward and backward are torch.library custom ops tied by register_autograd (as the chunk op), which
+# torch.compile keeps whole. It traced into the autograd.Function this replaced, down to its Triton launch, and
+# Inductor, failing to analyse that kernel, assumed every input mutated and gave up CUDA graphs (H200, 2026-12-02).
 @torch.library.custom_op("prism_triton::qk_l2norm_fwd", mutates_args=())
 def _qk_l2norm_fwd(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: int, eps: float
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
