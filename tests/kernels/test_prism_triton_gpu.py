@@ -1,7 +1,8 @@
 """The Triton PRISM op on a GPU at realistic shapes against the chunked torch op in fp64 (same, already rounded,
 inputs): output, final state and every gradient, bf16 (<= 5e-3 relative RMS) and fp32 (<= 1e-4), with and
 without an initial state, and with packed sequences (cu_seqlens); and the PRISM layer's other GPU kernels (fused
-solver, q/key normalisation, fla's short conv under autocast). Skipped without CUDA.
+solver, q/key normalisation, fla's short conv under autocast); and the op's first call in a fresh process, which
+autotunes, against its later calls. Skipped without CUDA.
 
 fp32 needs full-precision dots: Triton uses TF32 for fp32 tl.dot by default, so this module sets
 TRITON_F32_DEFAULT=ieee before anything compiles. Run the file in its own process:
@@ -243,3 +244,52 @@ def test_fused_qk_l2norm_bf16():
     assert got[0].dtype == got[1].dtype == torch.bfloat16 and got[0].is_contiguous() and got[1].is_contiguous()
     errs = [rel(a, b) for a, b in zip(got, ref)]
     assert max(errs) <= 5e-3, errs
+
+
+TUNING_SCRIPT = r'''
+import json
+import torch
+import torch.nn.functional as F
+from kernels.prism import prism_delta_rule
+
+gen = torch.Generator(device="cuda").manual_seed(0)
+r = lambda *s: torch.randn(*s, generator=gen, device="cuda")
+B, T, H, L, K = 1, 2048, 6, 2, 128  # the op benchmark's shapes, whose configs a warmed cache holds
+xs = [F.normalize(r(B, T, H, K), dim=-1).bfloat16(), F.normalize(r(B, T, H, L, K), dim=-1).bfloat16(),
+      r(B, T, H, L, K).bfloat16(), torch.sigmoid(r(B, T, H, L)).bfloat16(), F.logsigmoid(r(B, T, H) + 3.0),
+      r(B, H, K, K)]
+w = r(B, T, H, K)
+
+def outputs_and_grads():
+    x = [t.clone().requires_grad_() for t in xs]
+    o, h = prism_delta_rule(*x[:5], initial_state=x[5], output_final_state=True, backend="triton")
+    return [o, h, *torch.autograd.grad((o.float() * w).sum() + h.sum(), x)]
+
+first = outputs_and_grads()  # tunes every autotuned kernel: each config is launched before the chosen one
+later = outputs_and_grads()
+names = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+print(json.dumps({n: ((a.double() - b.double()).norm() / b.double().norm()).item()
+                  for n, a, b in zip(names, first, later)}))
+'''
+
+
+def test_first_call_that_autotunes_matches_later_calls():
+    """In a fresh process with autotuning on (this module is run with -p scripts.noautotune, which the subprocess
+    does not get), the op's first call, which tunes our kernels and fla's, returns what later calls return. A kernel
+    that accumulates into an argument without restore_value fails this (prism_extra_bwd_kernel did, until
+    2026-12-02: dq and dK0 wrong in every process's first call)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if DEVICE != "cuda":  # scripts/warm_triton_cache.py, compiling on the CPU: nothing here to compile ahead
+        return
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_AUTOTUNING"}  # no tuning result from disk
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", TUNING_SCRIPT], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(errs) == 8 and max(errs.values()) <= 1e-3, errs
