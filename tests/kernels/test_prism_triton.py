@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-SCRIPT = r'''
+# The interpreter, the op, and inputs and gradients as both scripts below use them.
+HELPERS = r'''
 import json, sys, time
 import kernels.fla_interpret as fi
 fi.patch_triton_interpreter()
@@ -40,6 +41,9 @@ def fwd_bwd(backend, xs, use_h0, **kw):
     return [o, h, *torch.autograd.grad(loss, xs if use_h0 else xs[:5])]
 
 NAMES = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+'''
+
+SCRIPT = HELPERS + r'''
 CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens, implementation)
     "L1_T37_C16_h0": (1, 37, 1, 16, True, None, "split_fused"),  # split_fused: the default
     "L2_T37_C16_h0": (2, 37, 2, 16, True, None, "split_fused"),
@@ -133,35 +137,16 @@ def test_triton_backend_refuses_cpu_tensors_without_interpreter():
         prism_delta_rule(q, k, v, torch.rand(1, 4, 1, 2), -torch.rand(1, 4, 1), backend="triton")
 
 
-TUNING_SCRIPT = r'''
-import json
-import kernels.fla_interpret as fi
-fi.patch_triton_interpreter()
-fi.run_configs_when_tuning()  # our kernels' autotuners launch every config first, as on a GPU
-import torch
-import torch.nn.functional as F
-from kernels.prism import prism_delta_rule
-torch.set_num_threads(1)
-gen = torch.Generator().manual_seed(0)
-B, T, H, L, K = 1, 37, 2, 2, 16
-xs = [torch.randn(B, T, H, K, generator=gen), F.normalize(torch.randn(B, T, H, L, K, generator=gen), dim=-1),
-      torch.randn(B, T, H, L, K, generator=gen), torch.sigmoid(torch.randn(B, T, H, L, generator=gen)),
-      F.logsigmoid(torch.randn(B, T, H, generator=gen) + 2.5), torch.randn(B, H, K, K, generator=gen)]
-w = torch.randn(B, T, H, K, generator=gen)
-
-def outputs_and_grads(backend, xs):
-    xs = [x.clone().requires_grad_() for x in xs]
-    o, h = prism_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, backend=backend, chunk_size=16)
-    return [o, h, *torch.autograd.grad((o * w.to(o.dtype)).sum() + h.sum(), xs)]
-
+TUNING_SCRIPT = HELPERS + r'''
 import os
-ref = outputs_and_grads("naive", [x.double() for x in xs])
-names = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
+fi.run_configs_when_tuning()  # our kernels' autotuners launch every config first, as on a GPU
+xs = make(1, 37, 2, 2, 16, 16, 1, seed=0)
+ref = fwd_bwd("naive", [x.double() for x in xs], True)
 out = {}
 for impl in ("split_fused", "split", "expanded"):  # between them, every autotuned kernel of ours
     os.environ["PRISM_TRITON_IMPL"] = impl
-    got = outputs_and_grads("triton", xs)
-    out.update({f"{impl}_{n}": ((a.double() - b).norm() / b.norm()).item() for n, a, b in zip(names, got, ref)})
+    got = fwd_bwd("triton", xs, True, chunk_size=16)
+    out.update({f"{impl}_{n}": rel(a, b) for n, a, b in zip(NAMES, got, ref)})
 print(json.dumps(out))
 '''
 

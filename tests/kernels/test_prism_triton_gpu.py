@@ -249,27 +249,16 @@ def test_fused_qk_l2norm_bf16():
 TUNING_SCRIPT = r'''
 import json
 import torch
-import torch.nn.functional as F
 from kernels.prism import prism_delta_rule
+from tests.kernels.test_prism_triton_gpu import NAMES, make, outputs_and_grads, rel
 
-gen = torch.Generator(device="cuda").manual_seed(0)
-r = lambda *s: torch.randn(*s, generator=gen, device="cuda")
-B, T, H, L, K = 1, 2048, 6, 2, 128  # the op benchmark's shapes, whose configs a warmed cache holds
-xs = [F.normalize(r(B, T, H, K), dim=-1).bfloat16(), F.normalize(r(B, T, H, L, K), dim=-1).bfloat16(),
-      r(B, T, H, L, K).bfloat16(), torch.sigmoid(r(B, T, H, L)).bfloat16(), F.logsigmoid(r(B, T, H) + 3.0),
-      r(B, H, K, K)]
-w = r(B, T, H, K)
+def op(q, k, v, beta, g, h0):
+    return prism_delta_rule(q, k, v, beta, g, initial_state=h0, output_final_state=True, backend="triton")
 
-def outputs_and_grads():
-    x = [t.clone().requires_grad_() for t in xs]
-    o, h = prism_delta_rule(*x[:5], initial_state=x[5], output_final_state=True, backend="triton")
-    return [o, h, *torch.autograd.grad((o.float() * w).sum() + h.sum(), x)]
-
-first = outputs_and_grads()  # tunes every autotuned kernel: each config is launched before the chosen one
-later = outputs_and_grads()
-names = ["o", "ht", "dq", "dk", "dv", "dbeta", "dg", "dh0"]
-print(json.dumps({n: ((a.double() - b.double()).norm() / b.double().norm()).item()
-                  for n, a, b in zip(names, first, later)}))
+xs = make(1, 2048, 6, 2, 128, 128, 1, torch.bfloat16)  # the op benchmark's shapes, whose configs a warmed cache holds
+first = outputs_and_grads(op, xs, True)  # tunes every autotuned kernel: each config is launched before the chosen one
+later = outputs_and_grads(op, xs, True)
+print(json.dumps({n: rel(a, b) for n, a, b in zip(NAMES, first, later)}))
 '''
 
 
