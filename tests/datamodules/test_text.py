@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from datamodules import token_cache
-from datamodules.text import (DataFileNotFoundError, HubUnavailableError, TextConfig, TextDataError, TextDataModule,
-                              TokenizerError)
+from datamodules.text import TextConfig, TextDataModule
+from datamodules.text_sources import DataFileNotFoundError
+from datamodules.tokenizers import HubUnavailableError, TextDataError, TokenizerError
 
 REPO = Path(__file__).resolve().parents[2]
 
