@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
@@ -34,6 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from .loader import ResumableLoader
+from .paths import data_not_found, resolve_data_path
 from .registry import register_datamodule
 from .rec_formats import (FORMATS, Sequences, build_sequences, drop_users, kcore_filter, read_interactions,
                           short_users)
@@ -56,7 +56,7 @@ def _choice(default: str, allowed: tuple[str, ...]):
 @dataclass
 class RecConfig:
     name: str = "rec"
-    path: str = "../shared/data/rec/Beauty.txt"
+    path: str = "data/Beauty.txt"  # relative: from the current directory, else the repository root
     format: str = _choice("auto", FORMATS)  # auto | user_lines | pairs | amazon_json | movielens
     kcore: int = 0                   # iterative k-core filter of users and items (5 = S3-Rec's raw-Amazon recipe)
     split: str = _choice("loo", SPLITS)  # loo | time
@@ -260,24 +260,15 @@ class RecDataModule(L.LightningDataModule):
         return self.config.maxlen
 
     # -- data ----------------------------------------------------------------------------------------------
-    def _resolve_path(self) -> Path:
-        path = Path(self.config.path).expanduser()
-        if not path.is_absolute() and not path.exists():
-            repo_relative = Path(__file__).resolve().parents[1] / path
-            if repo_relative.exists():
-                path = repo_relative
-        return path
-
     def prepare_data(self) -> None:
-        path = self._resolve_path()
-        if not path.is_file():
-            raise FileNotFoundError(f"data.path: interaction file {self.config.path!r} does not exist")
+        if not resolve_data_path(self.config.path).is_file():
+            raise data_not_found(self.config.path, "no such interaction file")
 
     def setup(self, stage: str | None = None) -> None:
         if self.seq is not None:
             return
         cfg = self.config
-        path = self._resolve_path()
+        path = resolve_data_path(cfg.path)
         inter, fmt = read_interactions(path, cfg.format)
         inter = kcore_filter(inter, cfg.kcore)
         if cfg.split == "time" and inter.times is None:

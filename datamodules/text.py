@@ -2,7 +2,7 @@
 memory-mapped token cache, split into train/val by document, packed into windows of ``seq_len + 1`` tokens
 (docs/data.md).
 
-    data: {name: text, path: ../shared/data/text/tinyshakespeare.txt, tokenizer: char, seq_len: 256}
+    data: {name: text, path: data/tinyshakespeare.txt, tokenizer: char, seq_len: 256}
     data: {name: text, hub: cerebras/SlimPajama-627B, streaming: true, tokenizer: gpt2, max_tokens: 2000000000}
 
 The sources it reads are in ``text_sources``; the split, the windows and the batch layout (``input_ids``,
@@ -28,8 +28,9 @@ from torch.utils.data import DataLoader
 
 from .loader import ResumableLoader
 from .packing import PackedWindows, collate_windows, split_segments
+from .paths import REPO_ROOT
 from .registry import register_datamodule
-from .text_sources import REPO_ROOT, resolve_source
+from .text_sources import resolve_source
 from .token_cache import TokenCache, build_or_open, entry_name, write_tokens
 from .tokenizers import (BPE_TRAIN_MAX_CHARS, HubUnavailableError, TextDataError, build_tokenizer, is_trained,
                          tokenizer_fingerprint, tokenizer_slug)
@@ -41,8 +42,8 @@ __all__ = ["TextConfig", "TextDataModule", "TextDataError", "HubUnavailableError
 @dataclass
 class TextConfig:
     name: str = "text"
-    # Where the text is: exactly one of a local path (file, folder or glob; relative to the current directory)
-    # and a hub dataset name.
+    # Where the text is: exactly one of a local path (file, folder or glob; a relative one from the current
+    # directory, else from the repository root) and a hub dataset name.
     path: Optional[str] = None
     hub: Optional[str] = None
     hub_config: Optional[str] = None

@@ -14,27 +14,22 @@ import glob as globlib
 import gzip
 import importlib.util
 import lzma
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
+from .paths import DataFileNotFoundError, data_not_found, has_glob, resolve_data_path
 from .tokenizers import HubUnavailableError, TextDataError, ensure_hub_or_offline, hub_is_offline
 
 if TYPE_CHECKING:
     from .text import TextConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = (".txt", ".text")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zstd")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-
-
-class DataFileNotFoundError(FileNotFoundError):
-    """data.path names nothing that exists, or a folder/glob without any supported file."""
 
 
 def _compression(path: Path) -> str:
@@ -276,10 +271,6 @@ class Source:
                     yield from _iter_table_file(path, kind, cfg.text_field)
 
 
-def _has_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
 def resolve_source(cfg: TextConfig) -> Source:
     """Check that the configured source exists and fingerprint it (no reading of contents yet)."""
     caps = {"text_field": cfg.text_field, "max_documents": cfg.max_documents, "max_tokens": cfg.max_tokens}
@@ -289,15 +280,14 @@ def resolve_source(cfg: TextConfig) -> Source:
                       + f" split {cfg.split}", {"hub": cfg.hub, "config": cfg.hub_config, "split": cfg.split, **caps})
 
     given = cfg.path
-    path = Path(os.path.expandvars(given)).expanduser()
-    if _has_glob(given):
+    path = resolve_data_path(given)
+    if has_glob(given):
         matches = [Path(m) for m in sorted(globlib.glob(str(path), recursive=True))]
         files = [(m, _file_kind(m, explicit=False)) for m in matches if m.is_file()]
         files = [(m, k) for m, k in files if k is not None]
         if not files:
-            raise DataFileNotFoundError(
-                f"data.path={given!r}: the pattern matches no .txt/.jsonl/.json/.parquet/.arrow file "
-                f"({len(matches)} path(s) matched; relative paths resolve against the current directory {os.getcwd()})")
+            raise data_not_found(given, f"the pattern matches no .txt/.jsonl/.json/.parquet/.arrow file "
+                                        f"({len(matches)} path(s) matched)")
         slug = path.parent.name or "files"
     elif path.is_file():
         files = [(path, _file_kind(path, explicit=True))]
@@ -318,11 +308,7 @@ def resolve_source(cfg: TextConfig) -> Source:
                 f".parquet or .arrow file ({len(found)} other file(s))")
         slug = path.resolve().name
     else:
-        hint = ""
-        if not path.is_absolute() and (REPO_ROOT / path).exists() and REPO_ROOT != Path.cwd():
-            hint = f"; it exists relative to the repository root {REPO_ROOT}: run from there or give an absolute path"
-        raise DataFileNotFoundError(f"data.path={given!r}: no such file or folder ({path.resolve()}; relative paths "
-                                    f"resolve against the current directory {os.getcwd()}){hint}")
+        raise data_not_found(given)
 
     zst = [p for p, _ in files if _compression(p) in (".zst", ".zstd")]
     if zst and importlib.util.find_spec("zstandard") is None:

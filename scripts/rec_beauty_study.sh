@@ -3,9 +3,9 @@
 #   compare.py experiment=rec_beauty --patterns attention prism gdn gla mamba2 ttt_mlp --seeds 0 1 2
 # as its own process, all at once (the models are tiny: on one GPU they run side by side), then one table.
 #   bash scripts/rec_beauty_study.sh OUT [DATA] [overrides...]
-# DATA defaults to ../shared/data/rec/Beauty.txt.
+# DATA defaults to data/Beauty.txt (python -m datamodules.fetch beauty).
 set -u
-out=$1; data=${2:-../shared/data/rec/Beauty.txt}; shift $(( $# < 2 ? $# : 2 ))
+out=$1; data=${2:-data/Beauty.txt}; shift $(( $# < 2 ? $# : 2 ))
 mkdir -p "$out/logs"
 for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp}; do
   for s in ${SEEDS:-0 1 2}; do
