@@ -40,13 +40,6 @@ def interpret():
     return run_interpreted
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder {SHARED_DATA} not found")
-    return SHARED_DATA
-
-
 USER_MIXER = textwrap.dedent('''
     from dataclasses import dataclass
     import torch
@@ -84,3 +77,27 @@ USER_MIXER = textwrap.dedent('''
 def user_mixer_source() -> str:
     """The source of a mixer of a user's own (a causal running mean), registered as "cummean" on import."""
     return USER_MIXER
+
+
+SHARED_FOLDERS = {"tinyshakespeare": "text", "beauty": "rec"}  # ../shared/data keeps each file in a subfolder
+
+
+@pytest.fixture(scope="session")
+def data_file():
+    """``data_file(name)``: the path of a public data file (a name of ``python -m datamodules.fetch``), from
+    ../shared/data when present, else the fetched copy in data/. Without either the test skips naming the fetch
+    command, or fails when PRISM_REQUIRE_DATA=1 (as .ci/run sets)."""
+    from datamodules.fetch import DATA_DIR, FILES
+
+    def find(name: str) -> Path:
+        filename = FILES[name].filename
+        for path in (SHARED_DATA / SHARED_FOLDERS[name] / filename, DATA_DIR / filename):
+            if path.is_file():
+                return path
+        message = (f"data file {filename} is in neither {SHARED_DATA} nor {DATA_DIR}; "
+                   f"run: python -m datamodules.fetch {name}")
+        if os.environ.get("PRISM_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    return find

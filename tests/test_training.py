@@ -138,8 +138,8 @@ def test_bad_run_input_exits_cleanly(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("mixer", ["attention", "prism"])
-def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, shared_data, mixer):
-    cfg = compose_config(["experiment=lm_char", f"mixer={mixer}", f"data.path={shared_data / 'text' / 'tinyshakespeare.txt'}",
+def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, data_file, mixer):
+    cfg = compose_config(["experiment=lm_char", f"mixer={mixer}", f"data.path={data_file('tinyshakespeare')}",
                           f"data.cache_dir={tmp_path / 'cache'}", "data.seq_len=64", "data.batch_size=16",
                           "data.val_max_batches=8", "model.d_model=32", "model.repeat=2", "model.dropout=0",
                           "trainer.max_steps=300", "trainer.val_check_interval=300", "optim.lr=3e-3",

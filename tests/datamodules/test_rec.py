@@ -155,8 +155,8 @@ def test_compose_rejects_unknown_choice():
 
 # ---- splits on Beauty ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def beauty(shared_data):
-    return _dm(shared_data / "rec" / "Beauty.txt", sampled_eval=["uniform100", "excl99"])
+def beauty(data_file):
+    return _dm(data_file("beauty"), sampled_eval=["uniform100", "excl99"])
 
 
 def test_beauty_counts(beauty):
@@ -198,7 +198,7 @@ def test_loo_eval_rows(beauty):
     assert first["input_ids"][0].tolist() == [1, 2, 3] and first["target"].item() == 4  # "1 1 2 3 4 5"
 
 
-def test_sampled_negatives(beauty, shared_data):
+def test_sampled_negatives(beauty, data_file):
     for data in (beauty.val_data, beauty.test_data):
         batch = data.__getitems__(list(range(2000)))
         target = batch["target"][:, None]
@@ -211,7 +211,7 @@ def test_sampled_negatives(beauty, shared_data):
         for u in range(0, 2000, 97):
             owned = set(seq.items[seq.offsets[u]:seq.offsets[u + 1]].tolist())
             assert not owned & set(excl[u].tolist())  # never an item of the user's sequence
-    again = _dm(shared_data / "rec" / "Beauty.txt", sampled_eval=["excl99"])  # fixed by data.eval_seed
+    again = _dm(data_file("beauty"), sampled_eval=["excl99"])  # fixed by data.eval_seed
     assert np.array_equal(again.test_data.negatives["excl99"], beauty.test_data.negatives["excl99"])
 
 
@@ -267,8 +267,8 @@ def test_time_split(tmp_path):
     assert (b["negatives_excl99"] == 0).any() and (b["negatives_uniform100"] != b["target"][:, None]).all()
 
 
-def test_loaders(tmp_path, shared_data):
-    dm = _dm(shared_data / "rec" / "Beauty.txt", batch_size=64, eval_batch_size=500)
+def test_loaders(tmp_path, data_file):
+    dm = _dm(data_file("beauty"), batch_size=64, eval_batch_size=500)
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == 64 and batch["input_ids"].dtype == torch.long
     assert batch["input_ids"][:, -1].gt(0).all()  # left padding: the last column is always a real item

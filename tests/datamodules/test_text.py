@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from datamodules import token_cache
+from datamodules.paths import DataFileNotFoundError
 from datamodules.text import TextConfig, TextDataModule
-from datamodules.text_sources import DataFileNotFoundError
 from datamodules.tokenizers import HubUnavailableError, TextDataError, TokenizerError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,8 +47,8 @@ def write_jsonl(path: Path, docs: list[str], field="text") -> Path:
 # ---------------------------------------------------------------------------------------------------------
 # Tiny Shakespeare, character level: one fixture shared by several tests (built once per session).
 @pytest.fixture(scope="module")
-def shakespeare(shared_data, tmp_path_factory):
-    path = shared_data / "text" / "tinyshakespeare.txt"
+def shakespeare(data_file, tmp_path_factory):
+    path = data_file("tinyshakespeare")
     cache = tmp_path_factory.mktemp("shakespeare_cache")
     builds = token_cache.STATS["builds"]
     t0 = time.perf_counter()
@@ -252,8 +252,8 @@ def test_caps(tmp_path):
     assert dm.cache.n_tokens == 300
 
 
-def test_bpe_trained_and_cached(tmp_path, shared_data):
-    text = (shared_data / "text" / "tinyshakespeare.txt").read_text()[:200_000]
+def test_bpe_trained_and_cached(tmp_path, data_file):
+    text = data_file("tinyshakespeare").read_text()[:200_000]
     src = tmp_path / "shake.txt"
     src.write_text(text)
     dm = make_dm(tmp_path, path=str(src), tokenizer="bpe", vocab_size=1000, seq_len=32, batch_size=4)

@@ -169,10 +169,10 @@ def test_eval_ranks_full_catalogue_filter_seen_and_sampled():
     assert m["hr@1"] == 1 and m["mrr"] == 1 and m["auc"] == 1
 
 
-def test_trains_on_a_beauty_slice_and_tests_at_the_best_checkpoint(shared_data, tmp_path):
+def test_trains_on_a_beauty_slice_and_tests_at_the_best_checkpoint(data_file, tmp_path):
     import train
 
-    lines = (shared_data / "rec" / "Beauty.txt").read_text().splitlines()[:400]
+    lines = data_file("beauty").read_text().splitlines()[:400]
     path = tmp_path / "beauty_slice.txt"
     path.write_text("\n".join(lines) + "\n")
     cfg = compose_config(["experiment=rec_beauty", f"data.path={path}", "model.d_model=16",
