@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("host_ops_cpu: set TRITON_INTERPRET=1 (the Triton paths run under the interpreter on the CPU)")
-    from kernels.fla_interpret import patch_triton_interpreter
+    from tools.fla_interpret import patch_triton_interpreter
     patch_triton_interpreter()
 
     counts = {m: count_host_calls(m, args.seq) for m in ("prism", "gdn")}

@@ -94,7 +94,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("op_memory_cpu: run with TRITON_INTERPRET=1 (Triton's interpreter runs the kernels on the CPU)")
-    import kernels.fla_interpret as fi
+    import tools.fla_interpret as fi
     fi.patch_triton_interpreter()
     import torch
     unit = a.seq * a.heads * a.head_dim * 2  # one bf16 [T, H, d] tensor

@@ -1,14 +1,16 @@
-"""Our Triton kernels compile for Hopper (sm_90) on this CPU-only machine (kernels/compile_check.py): the PRISM
+"""Our Triton kernels compile for Hopper (sm_90) on this CPU-only machine (tools/compile_check.py): the PRISM
 Triton op forward and backward (bf16, head dim 128, initial and final state, every autotune config of our
 kernels), the fused solver in every variant and the q/key normalisation, each within the card's shared memory. The interpreter tests
 check the numbers; this catches what only the compiler sees (the fused solver once failed on an H100 with
 "constexpr cannot be reassigned", which the interpreter ran happily). In a subprocess: the check swaps
-triton's active driver. fp32 is left out: its ptxas time is minutes (see kernels/compile_check.py)."""
+triton's active driver. fp32 is left out: its ptxas time is minutes (see tools/compile_check.py)."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +18,7 @@ SCRIPT = r'''
 import json
 import torch
 import torch.nn.functional as F
-from kernels.compile_check import HOPPER_SMEM_BYTES, compile_only
+from tools.compile_check import HOPPER_SMEM_BYTES, compile_only
 from kernels.prism import prism_delta_rule
 from kernels.prism.triton.qk_norm import prism_qk_l2norm
 from kernels.prism.triton.solver import prism_solver
@@ -57,7 +59,7 @@ def test_triton_kernels_compile_for_sm90():
 
 PRETEND = r'''
 import json
-from kernels.compile_check import pretend_hopper
+from tools.compile_check import pretend_hopper
 pretend_hopper()
 import fla.utils
 from fla.ops.common import chunk_o
@@ -67,7 +69,7 @@ print(json.dumps([fla.utils.is_nvidia_hopper, fla.utils.check_shared_mem("hopper
 
 
 def test_pretend_hopper_makes_fla_size_tiles_for_an_h200():
-    """scripts/warm_triton_cache.py compiles on the CPU what an H200 would: fla must take its Hopper branches,
+    """tools/warm_triton_cache.py compiles on the CPU what an H200 would: fla must take its Hopper branches,
     also where it asks about a tensor's device index, which CPU tensors lack (it then picked 32-wide tiles where
     the GPU picks 128, and the warmed cache missed on the GPU)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -78,9 +80,25 @@ def test_pretend_hopper_makes_fla_size_tiles_for_an_h200():
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, True]
 
 
+def test_kernels_take_cpu_tensors_only_where_triton_runs_them():
+    """The Triton backends refuse CPU tensors unless Triton can run kernels on them: under the interpreter, or
+    with compile_only()'s driver, whose kernels take CPU tensors (compiled, never launched)."""
+    import torch
+
+    from kernels.triton_device import triton_runs_on
+    from tools.compile_check import compile_only
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("this process runs under the interpreter")
+    x = torch.zeros(1)
+    assert not triton_runs_on(x)
+    with compile_only():
+        assert triton_runs_on(x)
+    assert not triton_runs_on(x)
+
+
 def test_warm_cache_covers_every_gpu_test_case():
     sys.path.insert(0, str(ROOT))
-    from scripts.warm_triton_cache import parametrized_cases
+    from tools.warm_triton_cache import parametrized_cases
     from tests.kernels import test_prism_triton_gpu as gpu_tests
     counts = {name: len(list(parametrized_cases(getattr(gpu_tests, name))))
               for name in dir(gpu_tests) if name.startswith("test_")}

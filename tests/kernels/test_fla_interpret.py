@@ -1,4 +1,4 @@
-"""fla's Triton chunk kernels, run on the CPU under Triton's interpreter with kernels.fla_interpret's patches (in a
+"""fla's Triton chunk kernels, run on the CPU under Triton's interpreter with tools.fla_interpret's patches (in a
 subprocess: TRITON_INTERPRET=1 and the patches must come before triton and fla are imported), through our ops'
 backend="fla" and our mixers, against fla's naive references and our torch paths. fp32, tiny shapes (slow)."""
 import os
@@ -7,7 +7,7 @@ import pytest
 
 SCRIPT = r'''
 import json
-import kernels.fla_interpret as fi
+import tools.fla_interpret as fi
 fi.patch_triton_interpreter()
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,7 @@ def test_fla_kernel_under_interpreter_matches_reference(interpreted, case):
 
 
 def test_patches_refuse_to_run_in_the_wrong_process():
-    import kernels.fla_interpret as fi
+    import tools.fla_interpret as fi
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("this process runs under the interpreter")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):

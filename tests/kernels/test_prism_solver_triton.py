@@ -9,7 +9,7 @@ import pytest
 
 SCRIPT = r'''
 import json
-import kernels.fla_interpret as fi
+import tools.fla_interpret as fi
 fi.patch_triton_interpreter()
 import torch
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference

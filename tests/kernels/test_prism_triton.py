@@ -2,7 +2,7 @@
 interpreter on the CPU against the token-by-token reference in fp64: output, final state and the gradients of q, k,
 v, beta, g and the initial state; the corrected-value kernels against their torch reference; one op under
 torch.compile(fullgraph=True) and torch.library.opcheck. fp32, tiny shapes (the interpreter is slow). Runs in a
-subprocess: TRITON_INTERPRET=1 and kernels.fla_interpret's patches must precede the triton/fla imports."""
+subprocess: TRITON_INTERPRET=1 and tools.fla_interpret's patches must precede the triton/fla imports."""
 import os
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 # The interpreter, the op, and inputs and gradients as both scripts below use them.
 HELPERS = r'''
 import json, sys, time
-import kernels.fla_interpret as fi
+import tools.fla_interpret as fi
 fi.patch_triton_interpreter()
 import torch
 import torch.nn.functional as F

@@ -21,7 +21,7 @@ from kernels.prism import prism_delta_rule  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-# scripts/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
+# tools/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
 DEVICE = "cuda"
 TOL = {torch.bfloat16: 5e-3, torch.float32: 1e-4}
 # dg (the log decay's gradient) is a reverse cumulative sum over each sequence of terms that largely cancel, so
@@ -263,7 +263,7 @@ print(json.dumps({n: rel(a, b) for n, a, b in zip(NAMES, first, later)}))
 
 
 def test_first_call_that_autotunes_matches_later_calls():
-    """In a fresh process with autotuning on (this module is run with -p scripts.noautotune, which the subprocess
+    """In a fresh process with autotuning on (this module is run with -p tools.noautotune, which the subprocess
     does not get), the op's first call, which tunes our kernels and fla's, returns what later calls return. A kernel
     that accumulates into an argument without restore_value fails this (prism_extra_bwd_kernel did, until
     2026-12-02: dq and dK0 wrong in every process's first call)."""
@@ -272,7 +272,7 @@ def test_first_call_that_autotunes_matches_later_calls():
     import sys
     from pathlib import Path
 
-    if DEVICE != "cuda":  # scripts/warm_triton_cache.py, compiling on the CPU: nothing here to compile ahead
+    if DEVICE != "cuda":  # tools/warm_triton_cache.py, compiling on the CPU: nothing here to compile ahead
         return
     env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_AUTOTUNING"}  # no tuning result from disk
     root = Path(__file__).resolve().parents[2]

@@ -43,7 +43,7 @@ def test_short_conv_left_padding_is_ignored():
 
 FUSED_SCRIPT = r'''
 import json
-import kernels.fla_interpret as fi
+import tools.fla_interpret as fi
 fi.patch_triton_interpreter()
 import torch
 from mixers.common import ShortConv
