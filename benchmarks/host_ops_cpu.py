@@ -42,7 +42,7 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
     from torch.profiler import ProfilerActivity, profile, record_function
     from triton.runtime.interpreter import InterpretedFunction
 
-    from throughput import KERNEL_BACKEND, build_layer
+    from throughput import build_layer
 
     launches = Counter()
     run = InterpretedFunction.run
@@ -53,7 +53,7 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
             return run(self, *args, **kwargs)
 
     torch.manual_seed(0)
-    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend=triton"])
     x = torch.randn(1, seq, 768, requires_grad=True)
     counts = {}
     InterpretedFunction.run = counted_run

@@ -59,10 +59,10 @@ def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
 def layer_saved_bytes(mixer: str, T: int, autocast: bool) -> int:
     import torch
 
-    from throughput import KERNEL_BACKEND, build_layer
+    from throughput import build_layer
 
     torch.manual_seed(0)
-    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend=triton"])
     params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
     x = torch.randn(1, T, 768, requires_grad=True)
     storages = {}

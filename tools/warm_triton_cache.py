@@ -87,9 +87,9 @@ def warm_bench() -> None:
     os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
     os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
     args = argparse.Namespace(warmup=0, repeat=1, rounds=1)
-    for key, backend in throughput.KERNEL_BACKEND.items():
+    for key in throughput.TRITON_MIXERS:
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
-        throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend={backend}"]
+        throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend=triton"]
         timed(f"layer {key}", lambda: throughput.bench_layers([key], 2048, 8, 768, torch.device("cpu"),
                                                              torch.bfloat16, args))
 

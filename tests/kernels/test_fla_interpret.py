@@ -1,6 +1,6 @@
 """fla's Triton chunk kernels, run on the CPU under Triton's interpreter with tools.fla_interpret's patches (in a
 subprocess: TRITON_INTERPRET=1 and the patches must come before triton and fla are imported), through our ops'
-backend="fla" and our mixers, against fla's naive references and our torch paths. fp32, tiny shapes (slow)."""
+backend="triton" and our mixers, against fla's naive references and our torch paths. fp32, tiny shapes (slow)."""
 import os
 
 import pytest
@@ -43,17 +43,17 @@ kn = F.normalize(k, dim=-1)
 
 xs = [x.clone().requires_grad_() for x in (q, k, v, gk, h0)]
 out["chunk_gla"] = worst(
-    fwd_bwd(lambda q, k, v, g, h: gla(q, k, v, g, initial_state=h, output_final_state=True, backend="fla"), xs),
+    fwd_bwd(lambda q, k, v, g, h: gla(q, k, v, g, initial_state=h, output_final_state=True, backend="triton"), xs),
     fwd_bwd(lambda q, k, v, g, h: naive_recurrent_gla(q, k, v, g, initial_state=h, output_final_state=True), xs))
 xs = [x.clone().requires_grad_() for x in (q, k, v, gs, h0)]
 out["chunk_simple_gla"] = worst(
-    fwd_bwd(lambda q, k, v, g, h: simple_gla(q, k, v, g, initial_state=h, output_final_state=True, backend="fla"), xs),
+    fwd_bwd(lambda q, k, v, g, h: simple_gla(q, k, v, g, initial_state=h, output_final_state=True, backend="triton"), xs),
     fwd_bwd(lambda q, k, v, g, h: naive_recurrent_simple_gla(q, k, v, g, initial_state=h, output_final_state=True),
             xs))
 xs = [x.clone().requires_grad_() for x in (q, kn, v, gs, beta, h0)]
 out["chunk_gated_delta_rule"] = worst(
     fwd_bwd(lambda q, k, v, g, b, h: gated_delta_rule(q, k, v, g, b, initial_state=h, output_final_state=True,
-                                                     backend="fla"), xs),
+                                                     backend="triton"), xs),
     fwd_bwd(lambda q, k, v, g, b, h: naive_recurrent_gated_delta_rule(q, k, v, b, g, initial_state=h,
                                                                       output_final_state=True), xs))
 # packed sequences with initial states: fla kernel vs our torch path
@@ -62,11 +62,11 @@ h2 = torch.randn(2, H, K, V, generator=g)
 xs = [x.clone().requires_grad_() for x in (q, k, v, gs, beta, h2)]
 out["chunk_gated_delta_rule_packed_qk_l2norm"] = worst(
     fwd_bwd(lambda q, k, v, g, b, h: gated_delta_rule(q, k, v, g, b, initial_state=h, output_final_state=True,
-                                                     cu_seqlens=cu, use_qk_l2norm=True, backend="fla"), xs),
+                                                     cu_seqlens=cu, use_qk_l2norm=True, backend="triton"), xs),
     fwd_bwd(lambda q, k, v, g, b, h: gated_delta_rule(q, k, v, g, b, initial_state=h, output_final_state=True,
                                                      cu_seqlens=cu, use_qk_l2norm=True, backend="torch"), xs))
 
-# the mixers' fla path equals their torch path (forward, and the gradients of every parameter)
+# the mixers' triton path (fla's kernels) equals their torch path (forward, and the gradients of every parameter)
 configs = {"gdn": dict(num_heads=2, head_dim=16, init_std=0.2),
            "gla": dict(num_heads=2, use_short_conv=True, init_std=0.2),
            "mamba2": dict(head_dim=16, state_size=16, n_groups=2, init_std=0.2)}
@@ -74,13 +74,13 @@ x = torch.randn(2, 19, 32, generator=g)
 for name, kw in configs.items():
     cls = get_mixer(name)
     res = {}
-    for backend in ("fla", "torch"):
+    for backend in ("triton", "torch"):
         torch.manual_seed(0)
         m = cls(32, cls.Config(backend=backend, **kw))
         y, _ = m(x)
         y.pow(2).mean().backward()
         res[backend] = [y] + [p.grad for p in m.parameters()]
-    out["mixer_" + name] = worst(res["fla"], res["torch"])
+    out["mixer_" + name] = worst(res["triton"], res["torch"])
 print(json.dumps(out))
 '''
 

@@ -2,7 +2,7 @@
 torch solver: every variant (paper with/without gain, GELU/identity, closed_form), L = 1..4, forward and the
 gradients of v, the residual source and the gains; the fused q/key normalisation (qk_norm.py) against torch on a
 column slice, output and gradient; and the PRISM mixer wired to it (backend="triton": fused solver
-and Triton op) against backend="chunk": output and every parameter's gradient; that mixer as one graph under
+and Triton op) against backend="torch": output and every parameter's gradient; that mixer as one graph under
 torch.compile(fullgraph=True); torch.library.opcheck of the custom ops. fp32, tiny shapes, in a subprocess
 (TRITON_INTERPRET=1)."""
 import pytest
@@ -45,14 +45,14 @@ for H, d, Lk in [(3, 8, 2), (2, 24, 1), (1, 16, 3)]:
     gb, = torch.autograd.grad(sum((t * w).sum() for t, w in zip(ref, ws)), [wide])
     out[f"qk_l2norm_H{H}_d{d}_L{Lk}"] = [rel(a, b) for a, b in zip(got, ref)] + [rel(ga, gb)]
 
-# The mixer with backend="triton" (fused solver + Triton op) against backend="chunk" (torch solver + chunked op).
+# The mixer with backend="triton" (fused solver + Triton op) against backend="torch" (torch solver + chunked op).
 import copy
 from mixers.prism import PRISM
 for name, kw in [("mixer_paper", {}), ("mixer_closed_form", {"solver": "closed_form", "steps": 3}),
                  ("mixer_no_gain_identity", {"gain": "none", "nonlinearity": "identity", "head_dim": 4}),
                  ("mixer_shared_key", {"shared_key": True})]:
     torch.manual_seed(1)
-    chunk = PRISM(16, PRISM.Config(num_heads=2, backend="chunk", **kw))
+    chunk = PRISM(16, PRISM.Config(num_heads=2, backend="torch", **kw))
     for prm in chunk.parameters():  # move every parameter off its initial value
         prm.data.add_(0.1 * torch.randn_like(prm))
     fused = copy.deepcopy(chunk)

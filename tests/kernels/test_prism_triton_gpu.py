@@ -93,7 +93,7 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
     B, H, L, K, V = 2, 6, 2, 128, 128
     xs = make(B, T, H, L, K, V, B, dtype, seed=T)
     got = fwd_bwd("triton", xs, use_h0)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], use_h0)
+    ref = fwd_bwd("torch", [x.double() for x in xs], use_h0)
     assert got[0].dtype == dtype and got[1].dtype == torch.float32
     assert_within_tolerance(got, ref, dtype)
 
@@ -103,7 +103,7 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
 def test_triton_matches_chunk_op_packed(dtype, L):
     xs, cu = packed_inputs(L, dtype, seed=L)
     got = fwd_bwd("triton", xs, True, cu_seqlens=cu)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True, cu_seqlens=cu)
     assert_within_tolerance(got, ref, dtype)
 
 
@@ -126,7 +126,7 @@ def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
     B, T, H, L, K, V = 2, 2048, 6, 2, 128, 128
     xs = make(B, T, H, L, K, V, B, dtype, seed=5)
     got = fwd_bwd("triton", xs, True)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True)
     assert_within_tolerance(got, ref, dtype)
 
 
@@ -175,7 +175,7 @@ def test_l1_gradients_as_accurate_as_fla_gated_deltanet(dtype):
                                       initial_state=h0, output_final_state=True, cu_seqlens=cu)
     xs, cu = packed_inputs(1, dtype, seed=1)
     ours = fwd_bwd("triton", xs, True, cu_seqlens=cu)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True, cu_seqlens=cu)
     fla = outputs_and_grads(fla_op, xs, True)
     floor = 1e-3 if dtype == torch.bfloat16 else 1e-5
     errs = {n: (rel(a, r), rel(f, r)) for n, a, f, r in zip(NAMES, ours, fla, ref)}

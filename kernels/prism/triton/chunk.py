@@ -422,7 +422,7 @@ def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None,
     if not triton_runs_on(q):
         raise NotImplementedError("prism_delta_rule(backend='triton'): the Triton kernels need CUDA tensors (or "
                                   "Triton's interpreter: TRITON_INTERPRET=1 and tools/fla_interpret.py's patches); "
-                                  "use backend='chunk' on the CPU")
+                                  "use backend='torch' on the CPU")
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     if K > 256 or V > 256:
