@@ -11,7 +11,7 @@ autotune configs are the GPU's.
 
     TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache tests --dtype bf16
     TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache bench
-    tar -C /root -cJf tcache.tar.xz tcache      # carry it; on the GPU: tar -C /root -xJf tcache.tar.xz
+    bash scripts/gpu_run.sh pack .tc /root/tcache   # carry .tc's parts; `gpu_run.sh setup` there unpacks them
 
   tests  every case of tests/kernels/test_prism_triton_gpu.py with each autotuner's first config (run the GPU
          tests with `-p tools.noautotune` to match).
