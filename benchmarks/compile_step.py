@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PATTERNS = {
     "attention": ["mixer=attention", "model.mixers.attention.num_heads=1"],
-    "prism": ["mixer=prism", "model.mixers.prism.num_heads=1", "model.mixers.prism.backend=chunk"],
+    "prism": ["mixer=prism", "model.mixers.prism.num_heads=1", "model.mixers.prism.backend=torch"],
     "gdn": ["mixer=gdn", "model.mixers.gdn.num_heads=1", "model.mixers.gdn.backend=torch"],
     "gla": ["mixer=gla", "model.mixers.gla.num_heads=1", "model.mixers.gla.backend=torch"],
     "mamba2": ["mixer=mamba2", "model.mixers.mamba2.head_dim=32", "model.mixers.mamba2.backend=torch"],

@@ -42,7 +42,7 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
     from torch.profiler import ProfilerActivity, profile, record_function
     from triton.runtime.interpreter import InterpretedFunction
 
-    from throughput import KERNEL_BACKEND, build_layer
+    from throughput import build_layer
 
     launches = Counter()
     run = InterpretedFunction.run
@@ -53,7 +53,7 @@ def count_host_calls(mixer: str, seq: int) -> dict[str, Counter]:
             return run(self, *args, **kwargs)
 
     torch.manual_seed(0)
-    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend=triton"])
     x = torch.randn(1, seq, 768, requires_grad=True)
     counts = {}
     InterpretedFunction.run = counted_run
@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("host_ops_cpu: set TRITON_INTERPRET=1 (the Triton paths run under the interpreter on the CPU)")
-    from kernels.fla_interpret import patch_triton_interpreter
+    from tools.fla_interpret import patch_triton_interpreter
     patch_triton_interpreter()
 
     counts = {m: count_host_calls(m, args.seq) for m in ("prism", "gdn")}

@@ -59,10 +59,10 @@ def backward_peak(op: str, dtype, T: int, H: int, L: int, d: int) -> int:
 def layer_saved_bytes(mixer: str, T: int, autocast: bool) -> int:
     import torch
 
-    from throughput import KERNEL_BACKEND, build_layer
+    from throughput import build_layer
 
     torch.manual_seed(0)
-    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend={KERNEL_BACKEND[mixer]}"])
+    layer = build_layer(mixer, 768, [f"model.mixers.{mixer}.backend=triton"])
     params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
     x = torch.randn(1, T, 768, requires_grad=True)
     storages = {}
@@ -94,7 +94,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("op_memory_cpu: run with TRITON_INTERPRET=1 (Triton's interpreter runs the kernels on the CPU)")
-    import kernels.fla_interpret as fi
+    import tools.fla_interpret as fi
     fi.patch_triton_interpreter()
     import torch
     unit = a.seq * a.heads * a.head_dim * 2  # one bf16 [T, H, d] tensor

@@ -40,7 +40,7 @@ MIXER_OVERRIDES = {
     "attention": ["model.mixers.attention.num_heads=12"],
     "prism": ["model.mixers.prism.num_heads=6", "model.mixers.prism.head_dim=128", "model.mixers.prism.steps=2"],
     "prism_chunk": ["model.mixers.prism.num_heads=6", "model.mixers.prism.head_dim=128",
-                    "model.mixers.prism.backend=chunk"],
+                    "model.mixers.prism.backend=torch"],
     "gdn": ["model.mixers.gdn.num_heads=6", "model.mixers.gdn.head_dim=128", "model.mixers.gdn.expand_v=1.0"],
     "gla": [],
     "mamba2": [],
@@ -52,9 +52,9 @@ MIXER_OVERRIDES = {
                         "model.mixers.ttt_mlp.checkpoint_group=16"],
 }
 LAYER_SETTINGS = [(2048, 8), (4096, 4), (8192, 2), (16384, 1)]
-# The GPU kernels "auto" picks on CUDA tensors, named for the scripts that run these layers on the CPU
-# (under Triton's interpreter, or compiling only), where "auto" would pick the torch paths.
-KERNEL_BACKEND = {"prism": "triton", "gdn": "fla", "gla": "fla", "mamba2": "fla"}
+# The mixers whose "auto" backend picks Triton kernels on CUDA tensors: the scripts that run these layers on the CPU
+# (under Triton's interpreter, or compiling only) set backend=triton, where "auto" would pick the torch paths.
+TRITON_MIXERS = ("prism", "gdn", "gla", "mamba2")
 
 
 def mixer_name(key: str) -> str:

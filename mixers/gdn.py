@@ -41,7 +41,7 @@ class GatedDeltaNetConfig(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # auto | fla | torch | naive (kernels.gated_delta_rule)
+    backend: str = "auto"  # naive | torch | triton | auto (kernels.gated_delta_rule)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
@@ -91,7 +91,7 @@ class GatedDeltaNet(Mixer):
         conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
         qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
         if self.conv is not None:
-            fused = resolve_backend(cfg.backend, x, "gdn", BACKENDS) == "fla"   # fla's conv with fla's op
+            fused = resolve_backend(cfg.backend, x, "gdn", BACKENDS) == "triton"   # fla's conv with fla's op
             qkv, conv_state = self.conv(qkv, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache,
                                         fused=fused)
         else:

@@ -33,7 +33,7 @@ class GLAConfig(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # auto | fla | torch | naive (kernels.gla)
+    backend: str = "auto"  # naive | torch | triton | auto (kernels.gla)
 
 
 @register_mixer("gla")

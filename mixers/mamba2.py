@@ -40,7 +40,7 @@ class Mamba2Config(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # auto | fla | torch | naive (kernels.simple_gla)
+    backend: str = "auto"  # naive | torch | triton | auto (kernels.simple_gla)
 
 
 @register_mixer("mamba2")

@@ -54,7 +54,7 @@ class PRISMConfig(MixerConfig):
     norm_eps: float = 1e-6
     init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
     chunk_size: int = 64
-    backend: str = _choice("auto", "chunk", "naive", "triton")  # kernels.prism backend
+    backend: str = _choice("auto", "naive", "torch", "triton")  # kernels.prism backend
 
 
 @dataclass

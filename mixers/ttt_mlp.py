@@ -42,7 +42,7 @@ class TTTMLPConfig(MixerConfig):
     checkpoint_group: int = 0  # recompute groups of this many mini-batches in the backward (0 = off)
     compile: bool = False  # run the mini-batch step under torch.compile (for the GPU)
     init_std: float = 0.02
-    backend: str = "auto"  # auto | torch | naive (kernels.ttt)
+    backend: str = "auto"  # naive | torch | auto (kernels.ttt)
 
 
 @register_mixer("ttt_mlp")

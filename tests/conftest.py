@@ -24,11 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def run_interpreted(script: str, timeout: int = 900):
-    """Run ``script`` in a fresh process under Triton's interpreter (TRITON_INTERPRET=1 and our interpreter
-    patches must come before any triton or fla import) and return the JSON of its last line of output."""
+def run_interpreted(module: str, timeout: int = 900):
+    """Run ``python -m module`` (e.g. tests.kernels.interpreted.prism_triton_cases) in a fresh process under
+    Triton's interpreter (TRITON_INTERPRET=1 and our interpreter patches must come before any triton or fla
+    import: the module applies them first) and return the JSON of its last line of output."""
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", module], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -36,7 +37,7 @@ def run_interpreted(script: str, timeout: int = 900):
 
 @pytest.fixture(scope="session")
 def interpret():
-    """``run_interpreted``, for the interpreter tests' module fixtures."""
+    """``run_interpreted``, for the interpreter tests' module fixtures (modules in tests/kernels/interpreted/)."""
     return run_interpreted
 
 

@@ -1,7 +1,7 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
 on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
-profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), host_ops_cpu.py and
-compile_step.py, and the model run compiled (--model-compile)."""
+profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), op_throughput.py --smoke (under the
+interpreter), host_ops_cpu.py and compile_step.py, and the model run compiled (--model-compile)."""
 import json
 import subprocess
 import sys
@@ -58,6 +58,18 @@ def test_op_memory_cpu_reports_both_ops():
     # the op's backward peak (bf16, fp32), then one layer's saved activations (fp32, bf16 autocast): PRISM's L = 2
     # writes cost memory in all four
     assert len(ratios) == 4 and all(r > 1 for r in ratios), proc.stdout
+
+
+def test_op_throughput_runs_each_kind_of_op_under_the_interpreter(tmp_path):
+    import os
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    ops = ["gdn", "prism_chunk", "prism_split_fused_e256"]  # fla's op, the torch op, the Triton op
+    proc = subprocess.run([sys.executable, "benchmarks/op_throughput.py", "--smoke", "--ops", ",".join(ops),
+                           "--json", str(tmp_path / "ops.json")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
+    assert [r["op"] for r in rows] == ops and all(r["ms"] > 0 and r["tflops"] > 0 for r in rows), rows
 
 
 def test_host_ops_cpu_counts_both_layers():

@@ -7,7 +7,7 @@ import torch
 from kernels.gla.op import check_shapes
 from kernels.gla.utils import resolve_backend
 
-BACKENDS = ("auto", "fla", "torch", "naive")
+BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -31,8 +31,8 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
         scale: default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: also return S_T [N, H, K, V].
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length (fla: 16, 32 or 64; the result does not depend on it).
-        backend: "fla" (fla's chunk_gated_delta_rule Triton kernel), "torch" (kernels.prism's exact chunked
-            torch path with L = 1), "naive" (token by token), "auto" (fla on CUDA, torch elsewhere).
+        backend: "triton" (fla's chunk_gated_delta_rule Triton kernel), "torch" (kernels.prism's exact chunked
+            torch path with L = 1), "naive" (token by token), "auto" (triton on CUDA, torch elsewhere).
     Returns:
         (o [B, T, H, V] in v's dtype, final state in fp32 or None).
     """
@@ -42,7 +42,7 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     if scale is None:
         scale = q.shape[-1] ** -0.5
     backend = resolve_backend(backend, q, "gated_delta_rule", BACKENDS)
-    if backend == "fla":
+    if backend == "triton":
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
         return chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,
                                       output_final_state=output_final_state, cu_seqlens=cu_seqlens,
@@ -53,7 +53,7 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     return prism_delta_rule(q, k.unsqueeze(3), v.unsqueeze(3), beta.unsqueeze(3), g, scale=scale,
                             initial_state=initial_state, output_final_state=output_final_state,
                             cu_seqlens=cu_seqlens, chunk_size=chunk_size,
-                            backend="naive" if backend == "naive" else "chunk")
+                            backend="naive" if backend == "naive" else "torch")
 
 
 def chunk_flops(seq_len: int, num_heads: int, head_k: int, head_v: int, chunk_size: int = 64) -> int:

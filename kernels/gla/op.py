@@ -7,7 +7,7 @@ from .chunk import chunk_gla_torch
 from .naive import naive_recurrent_gla
 from .utils import check_cu_seqlens, pad_packed, packed_index, resolve_backend, unpad_packed
 
-BACKENDS = ("auto", "fla", "torch", "naive")
+BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def check_shapes(op: str, q, k, v, gates: dict, initial_state, cu_seqlens):
@@ -58,8 +58,8 @@ def gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, s
         scale: default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: also return S_T [N, H, K, V].
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length of the torch path (the result does not depend on it).
-        backend: "fla" (fla's chunk_gla Triton kernel), "torch" (chunked, plain torch), "naive" (token by
-            token), "auto" (fla on CUDA, torch elsewhere).
+        backend: "triton" (fla's chunk_gla Triton kernel), "torch" (chunked, plain torch), "naive" (token by
+            token), "auto" (triton on CUDA, torch elsewhere).
     Returns:
         (o [B, T, H, V] in v's dtype, final state in fp32 or None).
     """
@@ -67,7 +67,7 @@ def gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, s
     if scale is None:
         scale = q.shape[-1] ** -0.5
     backend = resolve_backend(backend, q, "gla", BACKENDS)
-    if backend == "fla":
+    if backend == "triton":
         from fla.ops.gla import chunk_gla
         return chunk_gla(q, k, v, g, scale=scale, initial_state=initial_state,
                          output_final_state=output_final_state, cu_seqlens=cu_seqlens)

@@ -6,11 +6,9 @@ decay (they leave the state untouched), so the dense torch paths run packed inpu
 of N sequences with N initial states, and the final state of each sequence is exact."""
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..compile_check import compiling_only
+from ..triton_device import triton_runs_on
 
 
 def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int, batch: int, op: str) -> list[int]:
@@ -46,14 +44,14 @@ def unpad_packed(y: torch.Tensor, seg: torch.Tensor, pos: torch.Tensor) -> torch
 
 
 def resolve_backend(backend: str, x: torch.Tensor, op: str, choices: tuple[str, ...]) -> str:
-    """"auto": fla's Triton kernel on CUDA, the plain torch path elsewhere. "fla" off CUDA needs Triton's
-    interpreter (TRITON_INTERPRET=1 and kernels.fla_interpret patches, fp32)."""
+    """"auto": "triton" (fla's Triton kernel) on CUDA, the plain torch path elsewhere. "triton" off CUDA needs
+    Triton's interpreter (TRITON_INTERPRET=1 and tools/fla_interpret.py's patches, fp32; kernels/triton_device.py)."""
     if backend not in choices:
         raise ValueError(f"{op}: unknown backend {backend!r}; choose one of {', '.join(choices)}")
     if backend == "auto":
-        return "fla" if x.is_cuda else "torch"
-    if backend == "fla" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1" and not compiling_only():
-        raise RuntimeError(f"{op}: backend 'fla' runs fla's Triton kernels, which need CUDA tensors (or Triton's "
-                           f"interpreter: TRITON_INTERPRET=1 with kernels.fla_interpret); use backend 'torch' on "
+        return "triton" if x.is_cuda else "torch"
+    if backend == "triton" and not triton_runs_on(x):
+        raise RuntimeError(f"{op}: backend 'triton' runs fla's Triton kernels, which need CUDA tensors (or Triton's "
+                           f"interpreter: TRITON_INTERPRET=1 with tools/fla_interpret.py); use backend 'torch' on "
                            f"{x.device.type}")
     return backend

@@ -8,7 +8,7 @@ import torch
 from .chunk import chunk_prism_delta_rule
 from .naive import naive_prism_delta_rule
 
-BACKENDS = ("auto", "naive", "chunk", "triton")
+BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def _check(name, x, ndim, shape_desc):
@@ -91,9 +91,9 @@ def prism_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
         scale: multiplies q; default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: return S_T.
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length of the chunked form (the result does not depend on it).
-        backend: "naive" (token-by-token reference), "chunk" (exact chunked torch), "triton" (fla-based Triton
+        backend: "naive" (token-by-token reference), "torch" (exact chunked torch), "triton" (fla-based Triton
         kernels, kernels/prism/triton; CUDA, or the CPU under TRITON_INTERPRET=1), "auto" (triton for CUDA
-        tensors of 16/32-bit floats with head dims <= 256, chunk otherwise).
+        tensors of 16/32-bit floats with head dims <= 256, torch otherwise).
     Returns:
         (o [B, T, H, V] in v's dtype, final state [N, H, K, V] in fp32 (fp64 for fp64 inputs) or None).
     """
@@ -103,7 +103,7 @@ def prism_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     kwargs = dict(scale=scale, initial_state=initial_state, output_final_state=output_final_state,
                   cu_seqlens=cu_seqlens)
     if backend == "auto":
-        backend = "triton" if _triton_ok(q, k, v, initial_state) else "chunk"
+        backend = "triton" if _triton_ok(q, k, v, initial_state) else "torch"
     if backend == "triton":
         from .triton import triton_prism_delta_rule
         return triton_prism_delta_rule(q, k, v, beta, g, chunk_size=chunk_size, **kwargs)

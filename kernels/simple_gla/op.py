@@ -9,7 +9,7 @@ from kernels.gla.utils import resolve_backend
 from .chunk import chunk_simple_gla_torch
 from .naive import naive_recurrent_simple_gla
 
-BACKENDS = ("auto", "fla", "torch", "naive")
+BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, scale: float | None = None,
@@ -24,8 +24,8 @@ def simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tenso
         scale: default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: also return S_T [N, H, K, V].
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length of the torch path (the result does not depend on it).
-        backend: "fla" (fla's chunk_simple_gla Triton kernel), "torch" (chunked, plain torch), "naive" (token by
-            token), "auto" (fla on CUDA, torch elsewhere).
+        backend: "triton" (fla's chunk_simple_gla Triton kernel), "torch" (chunked, plain torch), "naive" (token
+            by token), "auto" (triton on CUDA, torch elsewhere).
     Returns:
         (o [B, T, H, V] in v's dtype, final state in fp32 or None).
     """
@@ -33,7 +33,7 @@ def simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tenso
     if scale is None:
         scale = q.shape[-1] ** -0.5
     backend = resolve_backend(backend, q, "simple_gla", BACKENDS)
-    if backend == "fla":
+    if backend == "triton":
         from fla.ops.simple_gla import chunk_simple_gla
         return chunk_simple_gla(q, k, v, g, scale=scale, initial_state=initial_state,
                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens)

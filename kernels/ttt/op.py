@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from .dual import ttt_mlp_dual
 from .naive import naive_ttt_mlp
 
-BACKENDS = ("auto", "torch", "naive")
+BACKENDS = ("naive", "torch", "auto")
 
 
 def ttt_mlp(xq: torch.Tensor, xk: torch.Tensor, xv: torch.Tensor, lr: torch.Tensor, params: tuple,

@@ -90,6 +90,8 @@ def test_checks_and_backend_choice():
         gla(q, k, v, gk, initial_state=h0[:1])
     with pytest.raises(ValueError, match="unknown backend"):
         gla(q, k, v, gk, backend="cuda")
+    with pytest.raises(ValueError, match="'fla'; choose one of naive, torch, triton, auto"):
+        gla(q, k, v, gk, backend="fla")
     with pytest.raises(RuntimeError, match="CUDA"):
-        gla(q, k, v, gk, backend="fla")  # no GPU and no interpreter in this process
+        gla(q, k, v, gk, backend="triton")  # no GPU and no interpreter in this process
     assert chunk_flops(128, 2, 8, 6, 64) == 2 * (2 * 128 * 64 * 14 + 4 * 128 * 48)

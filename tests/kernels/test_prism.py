@@ -52,7 +52,7 @@ CASES = [  # (T, chunk size, L, with initial state)
 def test_chunk_equals_naive_fp64_outputs_states_and_grads(T, C, L, use_h0):
     inputs = make_inputs(T=T, L=L, seed=T + L)
     o_ref, h_ref, g_ref = grads("naive", inputs, use_h0)
-    o, h, g = grads("chunk", inputs, use_h0, chunk_size=C)
+    o, h, g = grads("torch", inputs, use_h0, chunk_size=C)
     assert rel(o, o_ref) <= 1e-10
     assert rel(h, h_ref) <= 1e-10
     for name, a, b in zip(("q", "k", "v", "beta", "g", "initial_state"), g, g_ref):
@@ -63,7 +63,7 @@ def test_chunk_equals_naive_fp64_outputs_states_and_grads(T, C, L, use_h0):
 def test_chunk_fp32_against_fp64_reference(T, C, L):
     inputs = make_inputs(T=T, L=L, seed=7)
     o_ref, h_ref = run("naive", *inputs)
-    o, h = run("chunk", *[x.float() for x in inputs], chunk_size=C)
+    o, h = run("torch", *[x.float() for x in inputs], chunk_size=C)
     assert o.dtype == torch.float32 and h.dtype == torch.float32
     assert rel(o, o_ref) <= 1e-5
     assert rel(h, h_ref) <= 1e-5
@@ -72,7 +72,7 @@ def test_chunk_fp32_against_fp64_reference(T, C, L):
 def test_chunk_bf16_inputs_computed_in_fp32():
     inputs = [x.bfloat16() for x in make_inputs(T=100, L=2, seed=3)]
     o_ref, h_ref = run("naive", *[x.double() for x in inputs])  # same (bf16-rounded) inputs, fp64
-    o, h = run("chunk", *inputs, chunk_size=32)
+    o, h = run("torch", *inputs, chunk_size=32)
     assert o.dtype == torch.bfloat16 and h.dtype == torch.float32
     assert rel(o, o_ref) <= 5e-3
     assert rel(h, h_ref) <= 1e-5
@@ -80,9 +80,9 @@ def test_chunk_bf16_inputs_computed_in_fp32():
 
 def test_output_does_not_depend_on_chunk_size():
     inputs = make_inputs(T=100, L=3, seed=11)
-    o_ref, h_ref = run("chunk", *inputs, chunk_size=64)
+    o_ref, h_ref = run("torch", *inputs, chunk_size=64)
     for C in (1, 7, 16, 32, 100, 128):
-        o, h = run("chunk", *inputs, chunk_size=C)
+        o, h = run("torch", *inputs, chunk_size=C)
         assert rel(o, o_ref) <= 1e-12 and rel(h, h_ref) <= 1e-12, f"chunk size {C}"
 
 
@@ -92,14 +92,14 @@ def test_varlen_equals_separate_sequences(use_h0):
     cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32)
     q, k, v, beta, g, h0 = make_inputs(B=1, T=sum(lens), L=2, seed=5, n_states=len(lens))
     h0 = h0 if use_h0 else None
-    packed, _, packed_grads = grads("chunk", (q, k, v, beta, g, h0 if use_h0 else q.new_zeros(1)), use_h0,
+    packed, _, packed_grads = grads("torch", (q, k, v, beta, g, h0 if use_h0 else q.new_zeros(1)), use_h0,
                                     chunk_size=16, cu_seqlens=cu)
-    o, h = run("chunk", q, k, v, beta, g, h0, chunk_size=16, cu_seqlens=cu)
+    o, h = run("torch", q, k, v, beta, g, h0, chunk_size=16, cu_seqlens=cu)
     o_naive, h_naive = run("naive", q, k, v, beta, g, h0, cu_seqlens=cu)
     assert rel(o, o_naive) <= 1e-10 and rel(h, h_naive) <= 1e-10
     for i in range(len(lens)):
         s, e = int(cu[i]), int(cu[i + 1])
-        o_i, h_i = run("chunk", q[:, s:e], k[:, s:e], v[:, s:e], beta[:, s:e], g[:, s:e],
+        o_i, h_i = run("torch", q[:, s:e], k[:, s:e], v[:, s:e], beta[:, s:e], g[:, s:e],
                        None if h0 is None else h0[i:i + 1], chunk_size=16)
         if e > s:
             assert rel(o[:, s:e], o_i) <= 1e-12
@@ -143,8 +143,8 @@ def test_padding_steps_leave_the_state_unchanged():
     q, k, v, beta, g, h0 = make_inputs(B=1, T=20, L=2, seed=4)
     beta0, g0 = beta.clone(), g.clone()
     beta0[:, 10:], g0[:, 10:] = 0, 0
-    _, h = run("chunk", q, k, v, beta0, g0, h0, chunk_size=8)
-    _, h_ref = run("chunk", q[:, :10], k[:, :10], v[:, :10], beta[:, :10], g[:, :10], h0, chunk_size=8)
+    _, h = run("torch", q, k, v, beta0, g0, h0, chunk_size=8)
+    _, h_ref = run("torch", q[:, :10], k[:, :10], v[:, :10], beta[:, :10], g[:, :10], h0, chunk_size=8)
     assert rel(h, h_ref) <= 1e-12
 
 
@@ -166,6 +166,8 @@ def test_argument_errors_name_the_argument():
         prism_delta_rule(q[:1], k[:1], v[:1], beta[:1], g[:1], cu_seqlens=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="backend"):
         prism_delta_rule(q, k, v, beta, g, backend="cuda")
+    with pytest.raises(ValueError, match="'chunk'; choose one of naive, torch, triton, auto"):
+        prism_delta_rule(q, k, v, beta, g, backend="chunk")
     with pytest.raises(NotImplementedError, match="Triton"):
         prism_delta_rule(q, k, v, beta, g, backend="triton")
 

@@ -21,11 +21,11 @@ from kernels.prism import prism_delta_rule  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-# scripts/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
+# tools/warm_triton_cache.py calls these tests on CPU tensors (compile only) to fill a GPU's Triton cache.
 DEVICE = "cuda"
 TOL = {torch.bfloat16: 5e-3, torch.float32: 1e-4}
 # dg (the log decay's gradient) is a reverse cumulative sum over each sequence of terms that largely cancel, so
-# its relative error in bf16 is several times the others' (0.8-1.8% on an H200, 2026-12-02). fla's own tests of
+# its relative error in bf16 is several times the others' (0.8-1.8% on an H200). fla's own tests of
 # chunk_gated_delta_rule allow 2e-2 for dg in half precision; test_l1_gradients_as_accurate_as_fla_gated_deltanet
 # checks that ours is no worse than fla's on the same inputs.
 TOL_DG_BF16 = 2e-2
@@ -93,7 +93,7 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
     B, H, L, K, V = 2, 6, 2, 128, 128
     xs = make(B, T, H, L, K, V, B, dtype, seed=T)
     got = fwd_bwd("triton", xs, use_h0)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], use_h0)
+    ref = fwd_bwd("torch", [x.double() for x in xs], use_h0)
     assert got[0].dtype == dtype and got[1].dtype == torch.float32
     assert_within_tolerance(got, ref, dtype)
 
@@ -103,7 +103,7 @@ def test_triton_matches_chunk_op(dtype, T, use_h0):
 def test_triton_matches_chunk_op_packed(dtype, L):
     xs, cu = packed_inputs(L, dtype, seed=L)
     got = fwd_bwd("triton", xs, True, cu_seqlens=cu)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True, cu_seqlens=cu)
     assert_within_tolerance(got, ref, dtype)
 
 
@@ -126,7 +126,7 @@ def test_triton_other_implementations(dtype, impl, emax, monkeypatch):
     B, T, H, L, K, V = 2, 2048, 6, 2, 128, 128
     xs = make(B, T, H, L, K, V, B, dtype, seed=5)
     got = fwd_bwd("triton", xs, True)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True)
     assert_within_tolerance(got, ref, dtype)
 
 
@@ -175,7 +175,7 @@ def test_l1_gradients_as_accurate_as_fla_gated_deltanet(dtype):
                                       initial_state=h0, output_final_state=True, cu_seqlens=cu)
     xs, cu = packed_inputs(1, dtype, seed=1)
     ours = fwd_bwd("triton", xs, True, cu_seqlens=cu)
-    ref = fwd_bwd("chunk", [x.double() for x in xs], True, cu_seqlens=cu)
+    ref = fwd_bwd("torch", [x.double() for x in xs], True, cu_seqlens=cu)
     fla = outputs_and_grads(fla_op, xs, True)
     floor = 1e-3 if dtype == torch.bfloat16 else 1e-5
     errs = {n: (rel(a, r), rel(f, r)) for n, a, f, r in zip(NAMES, ours, fla, ref)}
@@ -184,7 +184,7 @@ def test_l1_gradients_as_accurate_as_fla_gated_deltanet(dtype):
 
 def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
     """CUDA autocast runs F.normalize in fp32 (the CPU's does not): the mixer must hand the op bf16 q and k like
-    its values, or every kernel runs and compiles for fp32 inputs (found on an H200, 2026-12-01)."""
+    its values, or every kernel runs and compiles for fp32 inputs (found on an H200)."""
     import mixers.prism as prism_module
     from mixers.registry import get_mixer
 
@@ -246,39 +246,23 @@ def test_fused_qk_l2norm_bf16():
     assert max(errs) <= 5e-3, errs
 
 
-TUNING_SCRIPT = r'''
-import json
-import torch
-from kernels.prism import prism_delta_rule
-from tests.kernels.test_prism_triton_gpu import NAMES, make, outputs_and_grads, rel
-
-def op(q, k, v, beta, g, h0):
-    return prism_delta_rule(q, k, v, beta, g, initial_state=h0, output_final_state=True, backend="triton")
-
-xs = make(1, 2048, 6, 2, 128, 128, 1, torch.bfloat16)  # the op benchmark's shapes, whose configs a warmed cache holds
-first = outputs_and_grads(op, xs, True)  # tunes every autotuned kernel: each config is launched before the chosen one
-later = outputs_and_grads(op, xs, True)
-print(json.dumps({n: rel(a, b) for n, a, b in zip(NAMES, first, later)}))
-'''
-
-
 def test_first_call_that_autotunes_matches_later_calls():
-    """In a fresh process with autotuning on (this module is run with -p scripts.noautotune, which the subprocess
-    does not get), the op's first call, which tunes our kernels and fla's, returns what later calls return. A kernel
-    that accumulates into an argument without restore_value fails this (prism_extra_bwd_kernel did, until
-    2026-12-02: dq and dK0 wrong in every process's first call)."""
+    """In a fresh process with autotuning on (this module is run with -p tools.noautotune, which the subprocess,
+    tests/kernels/compiled/first_call_autotunes.py, does not get), the op's first call, which tunes our kernels and
+    fla's, returns what later calls return. A kernel that accumulates into an argument without restore_value fails
+    this (prism_extra_bwd_kernel did: dq and dK0 wrong in every process's first call)."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
-    if DEVICE != "cuda":  # scripts/warm_triton_cache.py, compiling on the CPU: nothing here to compile ahead
+    if DEVICE != "cuda":  # tools/warm_triton_cache.py, compiling on the CPU: nothing here to compile ahead
         return
     env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_AUTOTUNING"}  # no tuning result from disk
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", TUNING_SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "tests.kernels.compiled.first_call_autotunes"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     errs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(errs) == 8 and max(errs.values()) <= 1e-3, errs

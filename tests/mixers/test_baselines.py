@@ -160,6 +160,13 @@ def test_state_size_and_flops(case):
     assert m.flops(512) == 2 * m.flops(256)  # linear in the sequence length
 
 
+@pytest.mark.parametrize("case,old", [("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla"), ("ttt_mlp", "triton")])
+def test_backend_outside_the_vocabulary_names_the_choices(case, old):
+    choices = "naive, torch, auto" if case == "ttt_mlp" else "naive, torch, triton, auto"
+    with pytest.raises(ValueError, match=f"backend must be one of {choices}, got '{old}'"):
+        build(case, backend=old)
+
+
 @pytest.mark.parametrize("name,overrides", [
     ("gdn", ["model.mixers.gdn.num_heads=2", "model.mixers.gdn.chunk_size=16"]),
     ("gla", ["model.mixers.gla.chunk_size=16"]),

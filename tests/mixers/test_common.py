@@ -41,36 +41,11 @@ def test_short_conv_left_padding_is_ignored():
     torch.testing.assert_close(y[:, 3:], conv(x)[0])
 
 
-FUSED_SCRIPT = r'''
-import json
-import kernels.fla_interpret as fi
-fi.patch_triton_interpreter()
-import torch
-from mixers.common import ShortConv
-
-def rel(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-torch.manual_seed(0)
-out = {}
-for activation in ("silu", None):
-    conv = ShortConv(12, 4, activation)
-    for name, T, kw in [("dense", 37, {}), ("masked", 37, {"mask": torch.rand(2, 37) > 0.3}),
-                        ("packed", 29, {"cu_seqlens": torch.tensor([0, 1, 13, 29])})]:
-        x = torch.randn(1 if "cu_seqlens" in kw else 2, T, 12, requires_grad=True)
-        ys = [conv(x, fused=f, **kw)[0] for f in (False, True)]
-        w = torch.randn(ys[0].shape)
-        grads = [torch.autograd.grad((y * w).sum(), [x, conv.weight]) for y in ys]
-        out[f"{activation}_{name}"] = [rel(ys[1], ys[0])] + [rel(b, a) for a, b in zip(*grads)]
-        out[f"{activation}_{name}_contiguous"] = ys[1].is_contiguous()
-print(json.dumps(out))
-'''
-
-
 def test_fused_short_conv_matches_torch_path(interpret):
     """fla's Triton causal_conv1d (the CUDA path) under Triton's interpreter against the torch path: output and the
-    gradients of the input and the filter, with and without the activation, padding mask and packed sequences."""
-    out = interpret(FUSED_SCRIPT, timeout=600)
+    gradients of the input and the filter, with and without the activation, padding mask and packed sequences
+    (tests/kernels/interpreted/short_conv.py)."""
+    out = interpret("tests.kernels.interpreted.short_conv", timeout=600)
     assert len(out) == 12
     for case, errs in out.items():
         if case.endswith("_contiguous"):

@@ -14,11 +14,11 @@ state.py       default (PRISM_TRITON_IMPL=split_fused): the state recurrence on 
 solver.py      the mixer's L-step residual solver fused into one elementwise kernel per direction.
 qk_norm.py     the mixer's L2 normalisation of q and the keys, read from its merged projection's strided columns,
                one kernel per direction.
-bench.py       op-level GPU timing: GDN vs PRISM Triton vs the chunked torch op.
 
 Knobs: PRISM_TRITON_IMPL = split_fused (default) | split | expanded; PRISM_TRITON_EXPANDED_MAX = the state
-kernel's chunk Lp * C (default 128 for split: C = 64 for L = 2; 64 for expanded). bench.py compares them: on an
-H200 split_fused was the fastest at every length (1.03-1.36x split) with the least memory, so it is the default.
+kernel's chunk Lp * C (default 128 for split: C = 64 for L = 2; 64 for expanded). benchmarks/op_throughput.py
+compares them (docs/benchmarks.md): on an H200 split_fused was the fastest at every length (1.03-1.36x split) with
+the least memory, so it is the default.
 """
 from .chunk import pick_chunk_size, triton_prism_delta_rule
 from .solver import prism_solver, prism_solver_reference

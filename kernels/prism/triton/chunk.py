@@ -40,7 +40,7 @@ import os
 
 import torch
 
-from ...compile_check import compiling_only
+from ...triton_device import triton_runs_on
 from .correction import corrected_value_bwd, corrected_value_fwd, extra_bwd, extra_fwd
 
 # Largest expanded chunk Lp * C (the state kernel's chunk) picked by default. With the "split" implementation
@@ -419,10 +419,10 @@ def triton_prism_delta_rule(q, k, v, beta, g, *, scale=None, initial_state=None,
     """PRISM delta rule on fla's Triton kernels; arguments and results as ``kernels.prism.prism_delta_rule``.
     bf16/fp16/fp32 inputs (fp32 accumulation in every kernel); the final state is fp32. ``chunk_size`` is an
     upper bound: the WY chunk is C in {16, 32, 64} with Lp * C <= 64 where possible (see ``pick_chunk_size``)."""
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1" and not compiling_only():
+    if not triton_runs_on(q):
         raise NotImplementedError("prism_delta_rule(backend='triton'): the Triton kernels need CUDA tensors (or "
-                                  "Triton's interpreter: TRITON_INTERPRET=1 and kernels.fla_interpret's patches); "
-                                  "use backend='chunk' on the CPU")
+                                  "Triton's interpreter: TRITON_INTERPRET=1 and tools/fla_interpret.py's patches); "
+                                  "use backend='torch' on the CPU")
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     if K > 256 or V > 256:

@@ -255,7 +255,7 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
 
 
 @triton.heuristics({'IS_VARLEN': lambda args: args['cu_seqlens'] is not None})
-@triton.autotune(  # no 2-warp configs: 128-164 KiB of tiles; in fp32 each took ptxas ~85 s (kernels.compile_check)
+@triton.autotune(  # no 2-warp configs: 128-164 KiB of tiles; in fp32 each took ptxas ~85 s (tools/compile_check.py)
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w in [4, 8] for s in [2, 3]],
     key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
     restore_value=['dk0a', 'dqa'],  # accumulated into: each tuning launch would add its share again

@@ -2,20 +2,20 @@
 
 A cold GPU machine spends most of a short session compiling (the fp32 PRISM op alone: minutes of ptxas). Triton's
 cache key is a hash of the kernel source, its specialisation, the target, the compile options and triton's own
-files, never the machine, so kernels compiled here for sm_90 (kernels/compile_check.py) are cache hits there when:
+files, never the machine, so kernels compiled here for sm_90 (tools/compile_check.py) are cache hits there when:
   - this runs on the same Python minor version and the same triton wheel as the GPU (e.g. Python 3.12 and
     triton 3.7.1 on both: triton's key hashes its compiled library, which differs per Python version);
   - TRITON_CACHE_DIR is the same absolute path on both (the cache's group files record absolute paths).
 fla is made to see an H200 before it is imported (compile_check.pretend_hopper), so its block sizes and
 autotune configs are the GPU's.
 
-    TRITON_CACHE_DIR=/root/tcache python scripts/warm_triton_cache.py tests --dtype bf16
-    TRITON_CACHE_DIR=/root/tcache python scripts/warm_triton_cache.py bench
-    tar -C /root -cJf tcache.tar.xz tcache      # carry it; on the GPU: tar -C /root -xJf tcache.tar.xz
+    TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache tests --dtype bf16
+    TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache bench
+    bash scripts/gpu_run.sh pack .tc /root/tcache   # carry .tc's parts; `gpu_run.sh setup` there unpacks them
 
   tests  every case of tests/kernels/test_prism_triton_gpu.py with each autotuner's first config (run the GPU
-         tests with `-p scripts.noautotune` to match).
-  bench  every autotune config of the kernels behind kernels/prism/triton/bench.py's ops and the
+         tests with `-p tools.noautotune` to match).
+  bench  every autotune config of the kernels behind benchmarks/op_throughput.py's ops and the
          benchmarks/throughput.py layers of prism, gdn, gla and mamba2 (bf16 autocast, d_model 768).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kernels.compile_check import compile_only, pretend_hopper  # noqa: E402
+from tools.compile_check import compile_only, pretend_hopper  # noqa: E402
 
 
 def parametrized_cases(fn):
@@ -73,7 +73,7 @@ def warm_bench() -> None:
     import torch
 
     from benchmarks import throughput
-    from kernels.prism.triton import bench as op_bench
+    from benchmarks import op_throughput as op_bench
 
     def timed(label, fn):
         t0 = time.perf_counter()
@@ -87,9 +87,9 @@ def warm_bench() -> None:
     os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
     os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
     args = argparse.Namespace(warmup=0, repeat=1, rounds=1)
-    for key, backend in throughput.KERNEL_BACKEND.items():
+    for key in throughput.TRITON_MIXERS:
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
-        throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend={backend}"]
+        throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend=triton"]
         timed(f"layer {key}", lambda: throughput.bench_layers([key], 2048, 8, 768, torch.device("cpu"),
                                                              torch.bfloat16, args))
 

@@ -1,8 +1,10 @@
 """Compile, without a GPU, every Triton kernel that an op launches, for a GPU target (default: Hopper, sm_90).
 
 Triton compiles for a target it is told about (front end -> TTIR -> TTGIR -> LLVM -> PTX -> ptxas cubin) without
-touching a device. Inside :func:`compile_only` a kernel launch compiles for that target and returns without
-running, so an op's host code runs end to end on CPU tensors (values are garbage, shapes are real) and every
+touching a device. Inside :func:`compile_only` Triton's active driver is one for that target whose kernels take
+CPU tensors (``get_active_torch_device()`` is the CPU, which is what the ops ask before they refuse a CPU tensor:
+kernels/triton_device.py), and a kernel launch compiles and returns without running, so an op's host code runs
+end to end on CPU tensors (values are garbage, shapes are real) and every
 kernel it reaches is compiled with the constexprs, dtypes and autotune configs it would get on the GPU. This
 catches what the interpreter cannot: compile errors ("constexpr cannot be reassigned", type errors in
 compiled-only paths) and shared memory beyond the card's limit.
@@ -24,12 +26,6 @@ from dataclasses import dataclass, field
 
 HOPPER_SMEM_BYTES = 232448  # max dynamic shared memory per block on H100/H200 (227 KiB)
 HOPPER_SMS = 132
-_ACTIVE = False
-
-
-def compiling_only() -> bool:
-    """True inside compile_only(): ops that refuse CPU tensors should let their kernels compile."""
-    return _ACTIVE
 
 
 @dataclass
@@ -47,7 +43,7 @@ class _HopperProperties:
 
 class _CompileOnlyDriver:
     """What triton's launch path (and fla's hardware probe) asks the active driver for, answered for a fixed
-    target."""
+    target. Its kernels take CPU tensors: they are compiled, never launched."""
     utils = _HopperProperties()
 
     def __init__(self, target):
@@ -59,6 +55,10 @@ class _CompileOnlyDriver:
     def get_current_device(self):
         return 0
 
+    def get_active_torch_device(self):
+        import torch
+        return torch.device("cpu")
+
     def get_current_stream(self, device=None):
         return 0
 
@@ -68,7 +68,7 @@ class _CompileOnlyDriver:
 
 def pretend_hopper() -> None:
     """Import fla as if on an H200: its block sizes, warp counts and autotune configs are then those it picks on
-    the GPU, so what compile_only() compiles is what the GPU would (scripts/warm_triton_cache.py). Irreversible
+    the GPU, so what compile_only() compiles is what the GPU would (tools/warm_triton_cache.py). Irreversible
     for the process: call it first, in a process of its own."""
     import sys
 
@@ -144,12 +144,9 @@ def compile_only(arch: int = 90, modules: tuple[str, ...] = ("kernels.",)):
     autotuner.Autotuner._bench = bench
     autotuner.Autotuner.check_disk_cache = no_disk_cache
     driver.set_active(_CompileOnlyDriver(GPUTarget("cuda", arch, 32)))
-    global _ACTIVE
-    _ACTIVE = True
     try:
         yield report
     finally:
-        _ACTIVE = False
         jit.JITFunction.run, autotuner.Autotuner._bench = old_run, old_bench
         autotuner.Autotuner.check_disk_cache = old_cache
         driver._active = old_driver

@@ -12,7 +12,11 @@ Three patches to triton 3.7.1 internals, applied by :func:`patch_triton_interpre
 
 Usage (tests run it in a subprocess, since the environment variable must be set before triton is imported)::
 
-    TRITON_INTERPRET=1 python -c "import kernels.fla_interpret as p; p.patch_triton_interpreter(); import fla; ..."
+    import tools.fla_interpret as fi      # first, in a process started with TRITON_INTERPRET=1
+    fi.patch_triton_interpreter()
+    import fla                            # and everything that imports fla or triton, after
+
+(tests/kernels/interpreted/ holds the modules the interpreter tests run this way; docs/gpu.md.)
 
 The interpreter is slow (a tiny GDN layer fwd+bwd takes ~2 s) and its bf16 arithmetic is wrong: use tiny
 fp32 shapes. Pinned to triton==3.7.1 (the version torch 2.13's CUDA build requires).
@@ -45,7 +49,7 @@ def patch_triton_interpreter(check_version: bool = True) -> None:
     from triton.runtime import autotuner, interpreter
 
     if check_version and triton.__version__ != SUPPORTED_TRITON:
-        raise RuntimeError(f"kernels.fla_interpret patches triton internals of version {SUPPORTED_TRITON}, "
+        raise RuntimeError(f"tools.fla_interpret patches triton internals of version {SUPPORTED_TRITON}, "
                            f"found triton {triton.__version__}")
 
     # (1) Autotuner: no benchmark, no disk cache. min() over equal timings keeps the first pruned config.

@@ -1,13 +1,14 @@
 """Op-level timing of the PRISM Triton op against fla's Gated DeltaNet op and the chunked torch op (one process,
 one GPU): forward+backward milliseconds, tokens/s and peak memory at 16,384 tokens per step.
 
-    .venv/bin/python -m kernels.prism.triton.bench                 # bf16, H=6, d=128, L=2, 2K x 8 .. 16K x 1
-    .venv/bin/python -m kernels.prism.triton.bench --dtype fp32 --steps 3 --json out.json
+    python benchmarks/op_throughput.py                 # bf16, H=6, d=128, L=2, 2K x 8 .. 16K x 1
+    python benchmarks/op_throughput.py --dtype fp32 --steps 3 --json out.json
 
 Rows: gdn (fla chunk_gated_delta_rule), prism_<impl>_e<N> (the Triton op with PRISM_TRITON_IMPL = impl and
 PRISM_TRITON_EXPANDED_MAX = N; split_fused_e256 is the default, C = 64 for L = 2), prism_chunk (exact chunked torch,
 fp32 compute; 8K x 2 only by default).
 Under TRITON_INTERPRET=1 on the CPU use --smoke (tiny shapes, fp32, one repetition) to exercise the code path.
+How to measure and the current numbers: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ import json
 import os
 import time
 
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from kernels.prism.op import prism_delta_rule_flops
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
+
+from kernels.prism.op import prism_delta_rule_flops  # noqa: E402
 
 OPS = ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64", "prism_chunk"]
 
@@ -48,7 +54,7 @@ def _runner(name, B, T, H, L, d, dtype, device, gen):
             return o
         return fn, args
     if name == "prism_chunk":
-        backend, impl, emax = "chunk", None, None
+        backend, impl, emax = "torch", None, None
     else:
         backend = "triton"
         impl, emax = name[len("prism_"):].rsplit("_e", 1)
@@ -105,7 +111,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run under TRITON_INTERPRET=1")
     a = ap.parse_args()
     if a.smoke:
-        import kernels.fla_interpret as fi
+        import tools.fla_interpret as fi
         fi.patch_triton_interpreter()
         device, dtype, shapes, reps, warmup = "cpu", torch.float32, [(40, 2)], 1, 0
         H, d = 2, 16
