@@ -8,7 +8,6 @@ raises ConfigError naming the key's full path, where it came from and what is al
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -108,21 +107,6 @@ def _parse_argv(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return groups, dotlist
 
 
-def _check_choices(node: DictConfig, prefix: str) -> None:
-    """Enforce ``choice(...)`` metadata of the dataclasses behind structured nodes."""
-    object_type = node._metadata.object_type
-    if dataclasses.is_dataclass(object_type):
-        for f in dataclasses.fields(object_type):
-            choices = f.metadata.get("choices")
-            if choices is not None and node.get(f.name) not in choices:
-                raise ConfigError(f"config key '{prefix}{f.name}': {node.get(f.name)!r} is not allowed; "
-                                  f"choose one of: {', '.join(map(str, choices))}")
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
-            _check_choices(child, f"{prefix}{key}.")
-
-
 def _typed_section(schema: type, value: Any, where: str) -> DictConfig:
     base = OmegaConf.structured(schema)
     try:
@@ -151,7 +135,7 @@ def _validate_model_and_data(cfg: DictConfig) -> None:
             raise ConfigError(f"config key 'model.layers': layer {i} names mixer {name!r}, which is not registered; "
                               f"registered mixers: {', '.join(mixer_names())}") from None
     mixers = {}
-    for name in set(layers) | set(cfg.model.mixers.keys()):
+    for name in dict.fromkeys([*cfg.model.mixers.keys(), *layers]):  # a fixed order: the printed config is stable
         try:
             cls = get_mixer(name)
         except KeyError:
@@ -184,7 +168,6 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
             raise ConfigError(f"command-line argument {item!r}: {_first_line(err)}") from None
         cfg = _merge(cfg, OmegaConf.to_container(override), f"command line '{item}'")
     _validate_model_and_data(cfg)
-    _check_choices(cfg, "")
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:

@@ -44,8 +44,9 @@ Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Literal, Optional
 
 import numpy as np
 import torch
@@ -57,8 +58,9 @@ from .synthetic import SyntheticLMDataModule
 
 FILL, QUERY, SILENCE, SPEAK, BIT0, BIT1 = 0, 1, 2, 3, 4, 5
 SYMBOL0 = 8  # S[i] = SYMBOL0 + i
-TASKS = ("mqar", "parity", "local_xor", "modulo_add", "palindrome", "mux", "silence_gate", "variable_tracking",
-         "poly_recall")
+Task = Literal["mqar", "parity", "local_xor", "modulo_add", "palindrome", "mux", "silence_gate", "variable_tracking",
+               "poly_recall"]
+TASKS = typing.get_args(Task)
 GATE_P = 0.1  # silence_gate: probability that a stream token is a gate token
 
 
@@ -301,7 +303,7 @@ class ProbeDataset(Dataset):
 @dataclass
 class ProbesConfig:
     name: str = "probes"
-    task: str = field(default="parity", metadata={"choices": TASKS})
+    task: Task = "parity"
     vocab_size: int = 64
     seq_len: int = 128
     # Difficulty k per example (see the module docstring); empty: the task's defaults (default_difficulties).
@@ -324,8 +326,6 @@ class ProbesDataModule(SyntheticLMDataModule):
 
     def make_datasets(self, train_seed: int, val_seed: int) -> tuple[Dataset, Dataset]:
         c = self.config
-        if c.task not in TASKS:
-            raise ValueError(f"data.task: unknown probe task {c.task!r}; choose one of: {', '.join(TASKS)}")
         train = list(c.difficulties) or default_difficulties(c.task, c.seq_len)
         val = list(c.val_difficulties) or train
         kw = dict(vocab_size=c.vocab_size, seq_len=c.seq_len, modulus=c.modulus, alphabet=c.alphabet,

@@ -23,14 +23,17 @@ import gzip
 import json
 import logging
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "user_lines", "pairs", "amazon_json", "movielens")
+Format = Literal["auto", "user_lines", "pairs", "amazon_json", "movielens"]
+FORMATS = typing.get_args(Format)
 _SPLIT = re.compile(r"[\s,]+")
 
 

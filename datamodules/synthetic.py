@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from mixers.base import check_choices
+
 from .loader import ResumableLoader
 
 
@@ -13,6 +15,7 @@ class SyntheticLMDataModule(L.LightningDataModule):
 
     def __init__(self, config, *, seed: int = 0):
         super().__init__()
+        check_choices(config, "data")
         self.config, self.seed = config, seed
         self.vocab_size = config.vocab_size
         self.tokenizer = None

@@ -17,6 +17,9 @@ fixed negatives and are logged under ``val/sampled_<protocol>/...``.
 """
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import lightning as L
 import torch
 import torch.distributed as dist
@@ -28,8 +31,11 @@ from .backbone import build_backbone
 from .optim import configure_optimizers_from
 from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_rank
 
+Loss = Literal["ce", "sampled_softmax", "bce"]
 DEFAULT_NEGATIVES = {"sampled_softmax": 256, "bce": 1}
+# Sampled evaluation protocols (``data.sampled_eval``): negatives ranked against the target in each row.
 SAMPLED_SIZES = {"uniform100": 100, "excl99": 99}
+SampledProtocol = Literal[tuple(SAMPLED_SIZES)]
 
 
 class SequentialRecommender(L.LightningModule):
@@ -46,8 +52,9 @@ class SequentialRecommender(L.LightningModule):
         d = model_cfg.d_model
         self.maxlen = int(data_cfg.maxlen)
         self.loss_name = str(data_cfg.get("loss", "ce"))
-        if self.loss_name not in ("ce", "sampled_softmax", "bce"):
-            raise ValueError(f"data.loss: {self.loss_name!r} is not one of ce, sampled_softmax, bce")
+        losses = typing.get_args(Loss)
+        if self.loss_name not in losses:
+            raise ValueError(f"data.loss: invalid value {self.loss_name!r}, expected one of {list(losses)}")
         self.num_negatives = int(data_cfg.get("num_negatives") or DEFAULT_NEGATIVES.get(self.loss_name, 0))
         self.filter_seen = bool(data_cfg.get("filter_seen", False))
         self.ks = sorted({int(k) for k in data_cfg.get("ks", [10, 20])} | {10})  # 10: the monitored NDCG@10

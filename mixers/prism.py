@@ -15,24 +15,20 @@ solver: closed_form is the authors' LM variant: delta[l] = P[l] prod_{j<l} (1 - 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.prism import prism_delta_rule, prism_delta_rule_flops
+from kernels.prism import BACKENDS, prism_delta_rule, prism_delta_rule_flops
 from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
 from .base import Mixer, MixerConfig
 from .common import GatedHeadNorm, ShortConv
 from .registry import register_mixer
-
-def _choice(default: str, *others: str):
-    """A string option; configs/compose.py reads the ``choices`` metadata and rejects other values at start-up."""
-    return field(default=default, metadata={"choices": (default, *others)})
 
 
 @dataclass
@@ -41,20 +37,20 @@ class PRISMConfig(MixerConfig):
     head_dim: Optional[int] = None   # None: d_model // num_heads (keys and values share it)
     steps: int = 2                   # solver steps L, 1..4 (L = 1 is the paper's ablation)
     # paper: Eq. 15-16 | closed_form: the authors' LM code, delta[l] = P[l] prod_{j<l}(1 - P[j]) v
-    solver: str = _choice("paper", "closed_form")
+    solver: Literal["paper", "closed_form"] = "paper"
     shared_key: bool = False         # one key for all solver steps
-    anchor: str = _choice("conv", "none")           # conv: U = silu(ShortConv(x)) | none: U = x
+    anchor: Literal["conv", "none"] = "conv"        # conv: U = silu(ShortConv(x)) | none: U = x
     conv_size: int = 4
-    gain: str = _choice("learned", "none")          # learned: p[l] = U Wp[l] | none: p = 1 (paper solver)
+    gain: Literal["learned", "none"] = "learned"    # learned: p[l] = U Wp[l] | none: p = 1 (paper solver)
     gain_rank: int = 0               # 0: full Wp per step (Eq. 13); r > 0: rank-r map (also closed_form's P)
-    nonlinearity: str = _choice("gelu", "identity")  # of the paper solver
-    decay: str = _choice("sigmoid", "gdn")          # sigmoid: paper Alg. 1 | gdn: Gated DeltaNet's form
+    nonlinearity: Literal["gelu", "identity"] = "gelu"  # of the paper solver
+    decay: Literal["sigmoid", "gdn"] = "sigmoid"    # sigmoid: paper Alg. 1 | gdn: Gated DeltaNet's form
     alpha_init_min: float = 0.95     # each head's decay starts uniformly in [min, max]
     alpha_init_max: float = 0.99
     norm_eps: float = 1e-6
     init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
     chunk_size: int = 64
-    backend: str = _choice("auto", "chunk", "naive", "triton")  # kernels.prism backend
+    backend: str = "auto"            # auto | naive | chunk | triton (kernels.prism)
 
 
 @dataclass
@@ -73,10 +69,8 @@ class PRISM(Mixer):
         config = PRISMConfig() if config is None else config
         super().__init__(d_model, config, layer_idx)
         c = config
-        for f in fields(c):
-            allowed = f.metadata.get("choices")
-            if allowed is not None and getattr(c, f.name) not in allowed:
-                raise ValueError(f"prism.{f.name} must be one of {' | '.join(allowed)}, got {getattr(c, f.name)!r}")
+        if c.backend not in BACKENDS:
+            raise ValueError(f"prism: backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
         if not 1 <= c.steps <= 4:
             raise ValueError(f"prism.steps (solver steps L) must be in 1..4, got {c.steps}")
         if c.solver == "closed_form" and c.gain == "none":

@@ -19,7 +19,9 @@ def test_command_line_overrides_and_list_values():
 @pytest.mark.parametrize("argv, expected", [
     (["trainer.max_stepz=3"], ["trainer.max_stepz", "max_steps"]),  # unknown key: full path + allowed keys
     (["trainer.max_steps=abc"], ["trainer.max_steps", "abc"]),  # wrong type
-    (["optim.schedule=exponential"], ["optim.schedule", "cosine", "constant"]),  # outside the choices
+    (["optim.schedule=exponential"], ["optim.schedule", "'cosine', 'constant', 'linear'"]),  # outside a Literal
+    (["mixer=prism", "model.mixers.prism.decay=exp"], ["model.mixers.prism.decay", "'sigmoid', 'gdn'"]),
+    (["data.name=probes", "data.task=sort"], ["data.task", "'parity'"]),
     (["model.layers=[attention,nosuchmixer]"], ["model.layers", "nosuchmixer", "attention"]),
     (["model.mixers.attention.num_headz=2"], ["model.mixers.attention.num_headz", "num_heads"]),
     (["model.mixers.nosuch.x=1"], ["model.mixers.nosuch", "registered mixers"]),
@@ -64,4 +66,10 @@ def test_cli_prints_config_without_training(capsys, tmp_path):
 def test_cli_error_exits_2_with_message_and_no_output(capsys, tmp_path):
     assert main(["trainer.max_stepz=3", f"logging.out_dir={tmp_path}"]) == 2
     assert "trainer.max_stepz" in capsys.readouterr().err
+    assert main(["optim.name=sgd", f"logging.out_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == ("error: config key 'optim.name' (from command line 'optim.name=sgd'): "
+                                       "Invalid value 'sgd', expected one of ['adamw', 'adam']\n")
+    # values only the mixer can judge are reported in one line too, before anything is written
+    assert main(["mixer=prism", "model.mixers.prism.steps=5", f"logging.out_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == "error: model: prism.steps (solver steps L) must be in 1..4, got 5\n"
     assert not any(tmp_path.iterdir())
