@@ -18,6 +18,8 @@ from typing import List, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lit_modules.distributed import IGNORE_INDEX
+
 from .registry import register_datamodule
 from .synthetic import SyntheticLMDataModule
 
@@ -45,7 +47,7 @@ def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int,
     queries = torch.zeros(num, seq_len - context + 1, dtype=torch.long)
     queries.scatter_(1, 2 * gaps, keys)
     examples = torch.cat([kvs, queries], dim=1)
-    labels = torch.full((num, seq_len + 1), -100, dtype=torch.long)
+    labels = torch.full((num, seq_len + 1), IGNORE_INDEX, dtype=torch.long)
     labels.scatter_(1, 2 * gaps + context + 1, values)
     inputs, labels = examples[:, :-1], labels[:, 1:]
     if random_non_queries:
@@ -108,7 +110,7 @@ class MQARDataset(Dataset):
         x, y = inputs[j % self.BLOCK].long(), labels[j % self.BLOCK].long()
         pad = self.width - x.numel() if self.pad else 0
         return {"input_ids": torch.nn.functional.pad(x, (0, pad)),
-                "labels": torch.nn.functional.pad(y, (0, pad), value=-100),
+                "labels": torch.nn.functional.pad(y, (0, pad), value=IGNORE_INDEX),
                 "slice": torch.tensor(self.settings[setting][1])}
 
 

@@ -6,10 +6,10 @@ sequences of N = 128 (we read its D = 16 as the model width, which the experimen
 last-token accuracy.
 
 Every example is exactly ``seq_len`` (N) tokens. ``labels[t]`` is the target of the prediction made at position
-t (next-token convention, as in MQAR); all labels are -100 except at the last position(s), so the LM module's
-``val/acc`` is last-token accuracy. Each example has a difficulty ``k`` (one of the configured difficulties) that
-is returned as the batch's ``slice``, so validation also reports ``val/acc@<k>``. The payload of a task is
-right-aligned: positions before it hold FILL.
+t (next-token convention, as in MQAR); all labels are IGNORE_INDEX (no loss) except at the last position(s), so
+the LM module's ``val/acc`` is last-token accuracy. Each example has a difficulty ``k`` (one of the configured
+difficulties) that is returned as the batch's ``slice``, so validation also reports ``val/acc@<k>``. The payload
+of a task is right-aligned: positions before it hold FILL.
 
 Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 4 BIT0 (also "no"),
 5 BIT1 (also "yes"), 6-7 unused, symbols S[i] = 8 + i.
@@ -51,6 +51,8 @@ from typing import Callable, List, Literal, Optional
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from lit_modules.distributed import IGNORE_INDEX
 
 from .mqar import mqar_examples
 from .registry import register_datamodule
@@ -97,7 +99,7 @@ class _Spec:
 def _right_align(num: int, N: int, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inputs = np.full((num, N), FILL, dtype=np.int64)
     inputs[:, N - payload.shape[1]:] = payload
-    return inputs, np.full((num, N), -100, dtype=np.int64)
+    return inputs, np.full((num, N), IGNORE_INDEX, dtype=np.int64)
 
 
 def _last_token(num, N, payload, answer):
@@ -186,7 +188,7 @@ def _silence_gate(rng, num, k, s: _Spec):
         stream.append(QUERY)
         inputs[r] = stream
         answers[r] = answer
-    labels = np.full((num, s.N), -100, dtype=np.int64)
+    labels = np.full((num, s.N), IGNORE_INDEX, dtype=np.int64)
     labels[:, -1] = answers
     return inputs, labels
 
@@ -214,7 +216,7 @@ def _variable_tracking(rng, num, k, s: _Spec):
         payload = statements + [QUERY, names[target, k - 1]]
         inputs[r, s.N - len(payload):] = payload
         answers[r] = values[target]
-    labels = np.full((num, s.N), -100, dtype=np.int64)
+    labels = np.full((num, s.N), IGNORE_INDEX, dtype=np.int64)
     labels[:, -1] = answers
     return inputs, labels
 

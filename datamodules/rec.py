@@ -30,9 +30,9 @@ from typing import Any, List, Literal, Optional
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from lit_modules.distributed import rank_and_world
 from lit_modules.recommender import SAMPLED_SIZES, Loss, SampledProtocol
 from mixers.base import check_choices
 
@@ -85,12 +85,6 @@ def _check(cfg: RecConfig) -> None:
 
 def _identity(batch):
     return batch
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _windows(items: np.ndarray, lo: np.ndarray, hi: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,7 +333,7 @@ class RecDataModule(L.LightningDataModule):
                                collate_fn=_identity, num_workers=self.config.num_workers)
 
     def _eval_loader(self, data: EvalRows) -> DataLoader:
-        rank, world = _rank_and_world()  # train.py turns Lightning's sampler off: shard here, reduce sums later
+        rank, world = rank_and_world()  # train.py turns Lightning's sampler off: shard here, reduce sums later
         return DataLoader(data.shard(rank, world), batch_size=self.config.eval_batch_size, shuffle=False,
                           collate_fn=_identity, num_workers=self.config.num_workers)
 

@@ -9,12 +9,12 @@ import warnings
 
 import lightning as L
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
+from .distributed import IGNORE_INDEX, mean_over_targets, sum_over_ranks
 from .optim import configure_optimizers_from
 
 # Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
@@ -33,8 +33,8 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def label_index(labels: torch.Tensor) -> torch.Tensor:
-    """Flat positions of the labelled tokens (label != -100)."""
-    return (labels.reshape(-1) != -100).nonzero().squeeze(1)
+    """Flat positions of the labelled tokens (label != IGNORE_INDEX)."""
+    return (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
 class LanguageModel(L.LightningModule):
@@ -96,15 +96,8 @@ class LanguageModel(L.LightningModule):
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
         # a fill, not a copy from the host: a host-to-device copy would synchronise the GPU in every step
         valid = targets.new_full((), targets.numel())
-        # normalise by the global number of valid tokens (DDP averages gradients over ranks)
-        if dist.is_available() and dist.is_initialized():
-            total = valid.clone()
-            dist.all_reduce(total)
-            loss = loss_sum * dist.get_world_size() / total.clamp(min=1)
-        else:
-            loss = loss_sum / valid.clamp(min=1)
         self.log("train/loss", loss_sum.detach() / valid.clamp(min=1), prog_bar=True, sync_dist=False)
-        return loss
+        return mean_over_targets(loss_sum, valid)
 
     # ---- throughput: over each logging interval (data loading included), so that the GPU is synchronised once
     # per interval; a sync in every step would keep the host from queueing the next step while the GPU runs one.
@@ -169,12 +162,7 @@ class LanguageModel(L.LightningModule):
                 self._accumulate(f"count@{value}", rows.sum())
 
     def on_validation_epoch_end(self):
-        sums = {k: v for k, v in self._val_sums.items()}
-        if dist.is_available() and dist.is_initialized():
-            for key in sorted(sums):
-                t = sums[key].to(self.device).clone()
-                dist.all_reduce(t)
-                sums[key] = t
+        sums = {k: sum_over_ranks(self._val_sums[k].to(self.device)) for k in sorted(self._val_sums)}
         if not sums:
             return
         count = max(float(sums["count"]), 1.0)

@@ -22,12 +22,12 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
+from .distributed import mean_over_targets, sum_over_ranks
 from .optim import configure_optimizers_from
 from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_rank
 
@@ -134,14 +134,8 @@ class SequentialRecommender(L.LightningModule):
         selected = targets > 0
         loss_sum = self._loss_sum(h[selected], targets[selected])
         count = selected.sum()
-        if dist.is_available() and dist.is_initialized():  # normalise by the global number of targets
-            total = count.clone()
-            dist.all_reduce(total)
-            loss = loss_sum * dist.get_world_size() / total.clamp(min=1)
-        else:
-            loss = loss_sum / count.clamp(min=1)
         self.log("train/loss", loss_sum.detach() / count.clamp(min=1), prog_bar=True)
-        return loss
+        return mean_over_targets(loss_sum, count)
 
     # ---- evaluation --------------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
@@ -173,13 +167,7 @@ class SequentialRecommender(L.LightningModule):
         self._sums.update(metrics)
 
     def _finish(self, prefix: str):
-        reduce = None
-        if dist.is_available() and dist.is_initialized():
-            def reduce(vec):
-                vec = vec.clone()
-                dist.all_reduce(vec)
-                return vec
-        means = self._sums.compute(reduce)
+        means = self._sums.compute(sum_over_ranks)
         # Every rank already holds the exact global means; sync_dist only averages equal values (and keeps
         # Lightning from warning about unsynchronised epoch-level metrics).
         for name, value in means.items():

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from configs import compose_config, config_to_dict
 from datamodules.mqar import mqar_examples
 from lit_modules.backbone import expand_layers
+from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
 from mixers.registry import get_mixer
 
@@ -177,7 +178,7 @@ def test_trains_in_the_backbone_on_mqar(name, overrides):
     for step in range(20):
         x, y = mqar_examples(16, vocab_size=32, seq_len=32, num_kv_pairs=4, seed=step)
         logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
+from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
 
 VOCAB, PERIOD, T = 16, 5, 24
@@ -17,7 +18,7 @@ def periodic_batch(gen, batch=32):
     pattern = torch.randint(1, VOCAB, (batch, PERIOD), generator=gen)
     seq = pattern.repeat(1, T // PERIOD + 1)[:, :T + 1]
     inputs, labels = seq[:, :-1], seq[:, 1:].clone()
-    labels[:, :PERIOD - 1] = -100
+    labels[:, :PERIOD - 1] = IGNORE_INDEX
     return inputs, labels
 
 
@@ -38,7 +39,7 @@ def test_two_layer_prism_learns_to_recall(mixer):
     for _ in range(100):
         x, y = periodic_batch(gen)
         logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
         opt.zero_grad()
         loss.backward()
         opt.step()
