@@ -10,6 +10,9 @@ Keyword arguments of ``forward``:
               The state is reset at each boundary; with ``state`` given, it holds N sequences.
   state:      whatever ``forward`` returned last time (None = start from scratch).
 Returns (y, new_state). ``new_state`` is only built when ``use_cache`` is True (saves memory in training).
+
+The built-in mixers' state is a ``MixerState``. A mixer of your own may return any object as its state: the
+backbone and generation only hand it back to the same mixer on the next call.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -48,6 +51,25 @@ def check_choices(config: Any, section: str) -> None:
         for value in values if allowed is not None else ():
             if value not in allowed:
                 raise ValueError(f"{section}.{f.name}: invalid value {value!r}, expected one of {list(allowed)}")
+
+
+@dataclass
+class MixerState:
+    """The recurrent state of N sequences, as the built-in mixers return it (every tensor's first dim is N).
+
+    conv:      tail of the short convolution, its last K-1 inputs [N, C, K-1]; None for a mixer without one.
+    recurrent: the mixer's memory: the matrix state [N, H, d_k, d_v] of PRISM, gdn, gla and mamba2; attention's
+               KV cache and ttt_mlp's inner weights with its incomplete mini-batch, as dicts of named tensors.
+    """
+    conv: torch.Tensor | None
+    recurrent: torch.Tensor | dict[str, torch.Tensor]
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "MixerState":
+        """This state with fn applied to every tensor, e.g. ``state.map(lambda t: t[order])`` to reorder or select
+        the sequences of a batch during generation."""
+        recurrent = ({k: fn(v) for k, v in self.recurrent.items()} if isinstance(self.recurrent, dict)
+                     else fn(self.recurrent))
+        return MixerState(None if self.conv is None else fn(self.conv), recurrent)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch import nn
 from kernels.gated_delta_rule import BACKENDS, chunk_flops, gated_delta_rule
 from kernels.gla.utils import resolve_backend
 
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .common import GatedHeadNorm, ShortConv
 from .registry import register_mixer
 
@@ -88,7 +88,7 @@ class GatedDeltaNet(Mixer):
         cfg = self.config
         B, T, _ = x.shape
         H = cfg.num_heads
-        conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
+        conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
         if self.conv is not None:
             fused = resolve_backend(cfg.backend, x, "gdn", BACKENDS) == "fla"   # fla's conv with fla's op
@@ -113,7 +113,7 @@ class GatedDeltaNet(Mixer):
         y = self.o_proj(o.reshape(B, T, self.value_dim).to(x.dtype))
         if mask is not None:
             y = y * mask.unsqueeze(-1).to(y.dtype)
-        return y, ({"conv": conv_state, "recurrent": rec_state} if use_cache else None)
+        return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
         conv = (self.config.conv_size - 1) * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0

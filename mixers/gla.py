@@ -14,7 +14,7 @@ from torch import nn
 
 from kernels.gla import BACKENDS, chunk_flops, gla
 
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .common import GatedHeadNorm, ShortConv
 from .registry import register_mixer
 
@@ -72,7 +72,7 @@ class GatedLinearAttention(Mixer):
         cfg = self.config
         B, T, _ = x.shape
         H = cfg.num_heads
-        conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
+        conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv is not None:
             qkv, conv_state = self.conv(torch.cat([q, k, v], -1), mask=mask, cu_seqlens=cu_seqlens,
@@ -94,7 +94,7 @@ class GatedLinearAttention(Mixer):
         y = self.o_proj(o.reshape(B, T, self.value_dim).to(x.dtype))
         if mask is not None:
             y = y * mask.unsqueeze(-1).to(y.dtype)
-        return y, ({"conv": conv_state, "recurrent": rec_state} if use_cache else None)
+        return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
         conv = (self.config.conv_size - 1) * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0

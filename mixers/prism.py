@@ -26,7 +26,7 @@ from kernels.prism import BACKENDS, prism_delta_rule, prism_delta_rule_flops
 from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .common import GatedHeadNorm, ShortConv
 from .registry import register_mixer
 
@@ -53,16 +53,10 @@ class PRISMConfig(MixerConfig):
     backend: str = "auto"            # auto | naive | chunk | triton (kernels.prism)
 
 
-@dataclass
-class PRISMState:
-    """Recurrent cache of N sequences: conv tail [N, D, conv_size - 1] (None without anchor conv) and
-    matrix state [N, H, d, d] (keys by values, fp32 or fp64)."""
-    conv: Optional[torch.Tensor]
-    recurrent: torch.Tensor
-
-
 @register_mixer("prism")
 class PRISM(Mixer):
+    """State: MixerState(conv tail [N, D, conv_size - 1] (None with anchor: none), matrix [N, H, d, d] (keys by
+    values, fp32 or fp64))."""
     Config = PRISMConfig
 
     def __init__(self, d_model: int, config: PRISMConfig | None = None, layer_idx: int = 0):
@@ -152,7 +146,7 @@ class PRISM(Mixer):
         return solve(v, res, p, self.steps, self.head_dim, c.solver, c.nonlinearity)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                state: PRISMState | None = None, use_cache: bool = False):
+                state: MixerState | None = None, use_cache: bool = False):
         c = self.config
         B, T, D = x.shape
         H, d, L = self.num_heads, self.head_dim, self.steps
@@ -185,7 +179,7 @@ class PRISM(Mixer):
                                 chunk_size=c.chunk_size, backend=c.backend)
         o = self.o_norm(o.to(x.dtype), self.g_proj(x).view(B, T, H, d))
         y = self.o_proj(o.reshape(B, T, H * d))
-        return y, (PRISMState(conv_tail, h) if use_cache else None)
+        return y, (MixerState(conv_tail, h) if use_cache else None)
 
     # ------------------------------------------------------------------------------------------------------------
     def state_size(self, seq_len: int | None = None) -> int:

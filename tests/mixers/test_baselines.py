@@ -10,6 +10,7 @@ from datamodules.mqar import mqar_examples
 from lit_modules.backbone import expand_layers
 from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
+from mixers import MixerState
 from mixers.registry import get_mixer
 
 D = 32
@@ -40,12 +41,9 @@ def close(a, b, tol=1e-5):
     assert err < tol, f"relative RMS error {err:.2e}"
 
 
-def flat_state(state):
-    if isinstance(state, dict):
-        return [t for v in state.values() for t in flat_state(v)]
-    if isinstance(state, (list, tuple)):
-        return [t for v in state for t in flat_state(v)]
-    return [] if state is None else [state]
+def flat_state(state: MixerState) -> list[torch.Tensor]:
+    recurrent = state.recurrent.values() if isinstance(state.recurrent, dict) else [state.recurrent]
+    return [t for t in (state.conv, *recurrent) if t is not None]
 
 
 def compare_states(a, b, tol=1e-5):
@@ -72,6 +70,7 @@ def test_token_by_token_and_split_calls_equal_parallel(case):
     m = build(case)
     x = inputs(2, 21)
     y, state = m(x, use_cache=True)
+    assert isinstance(state, MixerState)
     y_plain, none = m(x)
     assert none is None
     close(y_plain, y)
@@ -131,11 +130,9 @@ def test_packed_sequences_equal_separate_runs(case):
         compare_states(sequence_of(new_state, i), ref_state)
 
 
-def sequence_of(state, i):
+def sequence_of(state: MixerState, i: int) -> MixerState:
     """Sequence i of a batched state (every tensor's first dim is the sequence)."""
-    if isinstance(state, dict):
-        return {k: sequence_of(v, i) for k, v in state.items()}
-    return None if state is None else state[i:i + 1]
+    return state.map(lambda t: t[i:i + 1])
 
 
 @pytest.mark.parametrize("case", CASES)
