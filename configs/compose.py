@@ -3,6 +3,8 @@
     python train.py experiment=lm_char data=tinyshakespeare mixer=prism trainer.max_steps=200 model.layers='[prism,attention]'
 
 A YAML file may start with ``defaults: {data: NAME, mixer: NAME}`` to pull in group files before its own keys.
+YAML files hold only what differs from the dataclasses' defaults. A data group names a dataset: it replaces the
+whole ``data`` section (the datamodule's defaults plus its keys); a mixer group adds its keys to ``model``.
 Every problem (unknown key, wrong type, missing value, value outside its choices, unknown mixer or datamodule)
 raises ConfigError naming the key's full path, where it came from and what is allowed.
 """
@@ -90,6 +92,8 @@ def _merge_file(cfg: DictConfig, group: str, name: str, seen: tuple = ()) -> Dic
         raise ConfigError(f"{path}: 'defaults' must map some of {GROUPS} to config names, got {defaults!r}")
     for sub_group, sub_name in defaults.items():
         cfg = _merge_file(cfg, sub_group, str(sub_name), seen + (path,))
+    if group == "data":
+        cfg.data = {}
     return _merge(cfg, body, str(path))
 
 

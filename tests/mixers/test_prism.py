@@ -169,7 +169,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "mixer"
 def test_variant_configs_build_and_run(path):
     body = yaml.safe_load(path.read_text())
     assert set(body["model"]["layers"]) == {"prism"}
-    fields = OmegaConf.merge(OmegaConf.structured(PRISMConfig), body["model"]["mixers"]["prism"])
+    fields = OmegaConf.merge(OmegaConf.structured(PRISMConfig), body["model"].get("mixers", {}).get("prism", {}))
     cfg = OmegaConf.to_object(fields)
     cfg.num_heads = 2
     torch.manual_seed(0)
