@@ -96,15 +96,17 @@ class _Spec:
                              f"{what}")
 
 
-def _right_align(num: int, N: int, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _right_align(num: int, N: int, payload: np.ndarray) -> np.ndarray:
     inputs = np.full((num, N), FILL, dtype=np.int64)
     inputs[:, N - payload.shape[1]:] = payload
-    return inputs, np.full((num, N), IGNORE_INDEX, dtype=np.int64)
+    return inputs
 
 
-def _last_token(num, N, payload, answer):
-    inputs, labels = _right_align(num, N, payload)
-    labels[:, -1] = answer
+def _answered(inputs: np.ndarray, answer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels): the answer [num] (or [num, m]) labels the last (m) positions, and no other position."""
+    answer = answer.reshape(len(inputs), -1)
+    labels = np.full(inputs.shape, IGNORE_INDEX, dtype=np.int64)
+    labels[:, -answer.shape[1]:] = answer
     return inputs, labels
 
 
@@ -116,7 +118,7 @@ def _parity(rng, num, k, s: _Spec):
     s.need(1 <= k <= s.N - 1, "parity", k, "needs 1 <= k <= seq_len - 1 bits")
     bits = _bits(rng, (num, k))
     payload = np.concatenate([BIT0 + bits, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits.sum(1) % 2)
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits.sum(1) % 2)
 
 
 def _local_xor(rng, num, k, s: _Spec):
@@ -126,7 +128,7 @@ def _local_xor(rng, num, k, s: _Spec):
     # the window is in the input: with several windows in training, the answer must not depend on which one
     # the generator picked
     payload = np.concatenate([BIT0 + bits, np.full((num, 1), SYMBOL0 + k), np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits[:, -k:].sum(1) % 2)
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits[:, -k:].sum(1) % 2)
 
 
 def _modulo_add(rng, num, k, s: _Spec):
@@ -134,7 +136,7 @@ def _modulo_add(rng, num, k, s: _Spec):
     s.need(2 <= s.modulus <= s.symbols, "modulo_add", k, f"modulus {s.modulus} needs 2..{s.symbols} symbols")
     ops = rng.integers(0, s.modulus, size=(num, k))
     payload = np.concatenate([SYMBOL0 + ops, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, SYMBOL0 + ops.sum(1) % s.modulus)
+    return _answered(_right_align(num, s.N, payload), SYMBOL0 + ops.sum(1) % s.modulus)
 
 
 def _palindrome(rng, num, k, s: _Spec):
@@ -149,7 +151,7 @@ def _palindrome(rng, num, k, s: _Spec):
     rows = np.nonzero(negative)[0]
     word[rows, where[rows]] = (word[rows, where[rows]] + shift[rows]) % s.alphabet
     payload = np.concatenate([SYMBOL0 + word, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, np.where(negative, BIT0, BIT1))
+    return _answered(_right_align(num, s.N, payload), np.where(negative, BIT0, BIT1))
 
 
 def _mux(rng, num, k, s: _Spec):
@@ -158,7 +160,7 @@ def _mux(rng, num, k, s: _Spec):
     select = rng.integers(0, k, size=num)
     bits = _bits(rng, (num, k))
     payload = np.concatenate([(SYMBOL0 + select)[:, None], BIT0 + bits, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits[np.arange(num), select])
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits[np.arange(num), select])
 
 
 def _silence_gate(rng, num, k, s: _Spec):
@@ -188,9 +190,7 @@ def _silence_gate(rng, num, k, s: _Spec):
         stream.append(QUERY)
         inputs[r] = stream
         answers[r] = answer
-    labels = np.full((num, s.N), IGNORE_INDEX, dtype=np.int64)
-    labels[:, -1] = answers
-    return inputs, labels
+    return _answered(inputs, answers)
 
 
 def _variable_tracking(rng, num, k, s: _Spec):
@@ -216,9 +216,7 @@ def _variable_tracking(rng, num, k, s: _Spec):
         payload = statements + [QUERY, names[target, k - 1]]
         inputs[r, s.N - len(payload):] = payload
         answers[r] = values[target]
-    labels = np.full((num, s.N), IGNORE_INDEX, dtype=np.int64)
-    labels[:, -1] = answers
-    return inputs, labels
+    return _answered(inputs, answers)
 
 
 def _poly_recall(rng, num, k, s: _Spec):
@@ -234,9 +232,7 @@ def _poly_recall(rng, num, k, s: _Spec):
     rows = np.arange(num)
     answer = values[rows, target]  # [num, m]
     payload = np.concatenate([context, np.full((num, 1), QUERY), keys[rows, target][:, None], answer[:, :-1]], 1)
-    inputs, labels = _right_align(num, s.N, payload)
-    labels[:, -m:] = answer
-    return inputs, labels
+    return _answered(_right_align(num, s.N, payload), answer)
 
 
 def _mqar(rng, num, k, s: _Spec):

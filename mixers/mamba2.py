@@ -18,7 +18,7 @@ from kernels.simple_gla import BACKENDS, simple_gla
 from kernels.gla import chunk_flops
 
 from .base import Mixer, MixerConfig, MixerState
-from .common import ShortConv
+from .common import ShortConv, matrix_state_size
 from .gdn import init_dt_bias
 from .registry import register_mixer
 
@@ -103,8 +103,7 @@ class Mamba2(Mixer):
         return out, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
-        return self.num_heads * self.config.state_size * self.config.head_dim \
-            + (self.config.conv_size - 1) * self.conv_dim
+        return matrix_state_size(self.num_heads, self.config.state_size, self.config.head_dim, self.conv)
 
     def flops(self, seq_len):
         cfg, D, T = self.config, self.d_model, seq_len

@@ -27,7 +27,7 @@ from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_refere
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
 from .base import Mixer, MixerConfig, MixerState
-from .common import GatedHeadNorm, ShortConv
+from .common import GatedHeadNorm, ShortConv, matrix_state_size
 from .registry import register_mixer
 
 
@@ -183,8 +183,7 @@ class PRISM(Mixer):
 
     # ------------------------------------------------------------------------------------------------------------
     def state_size(self, seq_len: int | None = None) -> int:
-        conv = self.d_model * (self.config.conv_size - 1) if self.conv is not None else 0
-        return self.num_heads * self.head_dim * self.head_dim + conv
+        return matrix_state_size(self.num_heads, self.head_dim, self.head_dim, self.conv)
 
     def flops(self, seq_len: int) -> int:
         c, D, H, d, L = self.config, self.d_model, self.num_heads, self.head_dim, self.steps

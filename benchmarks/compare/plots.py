@@ -24,9 +24,21 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def _legend(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+def _finish_grid(axes, panels: int) -> None:
+    """Blank the grid's unused panels and put the legend on the first."""
+    for ax in list(axes.flat)[panels:]:
+        ax.axis("off")
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=7)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key: str | None) -> list[Path]:
@@ -40,7 +52,6 @@ def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key:
     patterns = list(dict.fromkeys(r["pattern"] for r in rows))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(patterns)}
-    markers = "osD^v<>pP*X"
 
     # accuracy against state size
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -62,10 +73,7 @@ def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key:
     ax.set_title("accuracy against state size (best lr, mean ± std over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(out / "acc_vs_state.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    written.append(_save(fig, out / "acc_vs_state.png"))
 
     panels = settings if len(settings) > 1 else [settings[0] if settings else None]
     ncol = min(3, len(panels))
@@ -88,13 +96,8 @@ def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key:
             ax.grid(alpha=0.3)
             if s is not None:
                 ax.set_title(f"{vary_key}={s}", fontsize=9)
-        for ax in list(axes.flat)[len(panels):]:
-            ax.axis("off")
-        _legend(axes.flat[0])
-        fig.tight_layout()
-        written.append(out / "acc_by_slice.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        _finish_grid(axes, len(panels))
+        written.append(_save(fig, out / "acc_by_slice.png"))
 
     # loss curves of the best-lr runs
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 3.6 * nrow), squeeze=False)
@@ -122,13 +125,8 @@ def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key:
         ax.grid(alpha=0.3)
         if s is not None:
             ax.set_title(f"{vary_key}={s}", fontsize=9)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    _legend(axes.flat[0])
-    fig.tight_layout()
-    written.append(out / "loss_curves.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    _finish_grid(axes, len(panels))
+    written.append(_save(fig, out / "loss_curves.png"))
 
     # metric by setting (grouped bars)
     if vary_key and len(settings) > 1:
@@ -147,8 +145,5 @@ def plots(out: Path, rows: list[dict], slices: list[str], metric: str, vary_key:
         ax.set_xlim(-width / 2 - 0.1, len(settings) - 0.1 - width / 2)  # all groups, even with empty cells
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(alpha=0.3, axis="y")
-        fig.tight_layout()
-        written.append(out / "metric_by_setting.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, out / "metric_by_setting.png"))
     return written
