@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lit_modules.distributed import IGNORE_INDEX
 
 from .registry import register_datamodule
-from .synthetic import SyntheticLMDataModule
+from .synthetic import SyntheticLMConfig, SyntheticLMDataModule
 
 
 def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int, power_a: float = 0.01,
@@ -132,7 +132,7 @@ class SettingBatches(Sampler[list]):
 
 
 @dataclass
-class MQARConfig:
+class MQARConfig(SyntheticLMConfig):
     name: str = "mqar"
     vocab_size: int = 8192
     # (seq_len, num_kv_pairs) settings; training mixes them, validation reports accuracy per num_kv_pairs.
@@ -146,9 +146,6 @@ class MQARConfig:
     val_examples: int = 1000  # per setting
     power_a: float = 0.01
     random_non_queries: bool = True
-    batch_size: int = 64
-    val_batch_size: Optional[int] = None  # default batch_size; smaller for long evaluation settings
-    num_workers: int = 0
 
 
 @register_datamodule("mqar")

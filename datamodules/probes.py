@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Callable, List, Literal, Optional
+from typing import Callable, List, Literal
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ from lit_modules.distributed import IGNORE_INDEX
 
 from .mqar import mqar_examples
 from .registry import register_datamodule
-from .synthetic import SyntheticLMDataModule
+from .synthetic import SyntheticLMConfig, SyntheticLMDataModule
 
 FILL, QUERY, SILENCE, SPEAK, BIT0, BIT1 = 0, 1, 2, 3, 4, 5
 SYMBOL0 = 8  # S[i] = SYMBOL0 + i
@@ -299,7 +299,7 @@ class ProbeDataset(Dataset):
 
 
 @dataclass
-class ProbesConfig:
+class ProbesConfig(SyntheticLMConfig):
     name: str = "probes"
     task: Task = "parity"
     vocab_size: int = 64
@@ -313,9 +313,6 @@ class ProbesConfig:
     value_len: int = 3         # poly_recall
     train_examples: int = 200_000
     val_examples: int = 512    # per difficulty
-    batch_size: int = 64
-    val_batch_size: Optional[int] = None
-    num_workers: int = 0
 
 
 @register_datamodule("probes")

@@ -7,15 +7,13 @@ import sys
 import time
 import warnings
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
+from .base import TaskModule
 from .distributed import IGNORE_INDEX, mean_over_targets, sum_over_ranks
-from .optim import configure_optimizers_from
 
 # Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
 # LanguageModel's hook is meant for every datamodule.
@@ -37,13 +35,11 @@ def label_index(labels: torch.Tensor) -> torch.Tensor:
     return (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(TaskModule):
     monitor = ("val/loss", "min")
 
     def __init__(self, cfg: dict, vocab_size: int):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = OmegaConf.create(cfg)
+        super().__init__(cfg)
         model_cfg = self.cfg.model
         self.embed = nn.Embedding(vocab_size, model_cfg.d_model)
         nn.init.normal_(self.embed.weight, std=model_cfg.init_std)
@@ -175,8 +171,6 @@ class LanguageModel(L.LightningModule):
                 value = key.split("@", 1)[1]
                 self.log(f"val/acc@{value}", float(sums[key]) / max(float(sums[f"count@{value}"]), 1.0))
 
-    def configure_optimizers(self):
-        return configure_optimizers_from(self, self.cfg.optim, self.cfg.trainer.max_steps)
 
     # ---- generation --------------------------------------------------------------------------------------
     @torch.no_grad()

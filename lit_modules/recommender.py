@@ -20,15 +20,13 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
+from .base import TaskModule
 from .distributed import mean_over_targets, sum_over_ranks
-from .optim import configure_optimizers_from
 from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_rank
 
 Loss = Literal["ce", "sampled_softmax", "bce"]
@@ -38,13 +36,11 @@ SAMPLED_SIZES = {"uniform100": 100, "excl99": 99}
 SampledProtocol = Literal[tuple(SAMPLED_SIZES)]
 
 
-class SequentialRecommender(L.LightningModule):
+class SequentialRecommender(TaskModule):
     monitor = ("val/ndcg@10", "max")
 
     def __init__(self, cfg: dict, num_items: int):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = OmegaConf.create(cfg)
+        super().__init__(cfg)
         model_cfg, data_cfg = self.cfg.model, self.cfg.data
         self.num_items = int(num_items)
         if self.num_items < 1:
@@ -192,6 +188,3 @@ class SequentialRecommender(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._finish("test")
-
-    def configure_optimizers(self):
-        return configure_optimizers_from(self, self.cfg.optim, self.cfg.trainer.max_steps)

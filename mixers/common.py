@@ -101,6 +101,16 @@ class GatedHeadNorm(nn.Module):
         return o if gate is None else o.to(gate.dtype) * F.silu(gate)
 
 
+def gated_output(o: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None, norm: GatedHeadNorm,
+                 g_proj: nn.Linear | None, o_proj: nn.Linear) -> torch.Tensor:
+    """The output path of gdn and gla (as fla's layers): per-head RMSNorm of o [B, T, H, d_v] times silu(g_proj(x))
+    (plain without g_proj), o_proj, and zeros at padding."""
+    B, T, H, dv = o.shape
+    gate = None if g_proj is None else g_proj(x).view(B, T, H, dv)
+    y = o_proj(norm(o, gate).reshape(B, T, H * dv).to(x.dtype))
+    return y if mask is None else y * mask.unsqueeze(-1).to(y.dtype)
+
+
 def matrix_state_size(num_heads: int, d_k: int, d_v: int, conv: ShortConv | None) -> int:
     """Numbers in the MixerState of one sequence of a linear mixer: a [num_heads, d_k, d_v] matrix and the short
     convolution's tail."""

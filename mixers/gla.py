@@ -15,7 +15,7 @@ from torch import nn
 from kernels.gla import BACKENDS, chunk_flops, gla
 
 from .base import Mixer, MixerConfig, MixerState
-from .common import GatedHeadNorm, ShortConv, matrix_state_size
+from .common import GatedHeadNorm, ShortConv, gated_output, matrix_state_size
 from .registry import register_mixer
 
 
@@ -84,10 +84,7 @@ class GatedLinearAttention(Mixer):
         o, rec_state = gla(q.view(B, T, H, self.head_k), k.view(B, T, H, self.head_k), v.view(B, T, H, self.head_v),
                            gk.view(B, T, H, self.head_k), initial_state=rec_state, output_final_state=use_cache,
                            cu_seqlens=cu_seqlens, chunk_size=cfg.chunk_size, backend=cfg.backend)
-        o = self.norm(o, None if self.g_proj is None else self.g_proj(x).view(B, T, H, self.head_v))
-        y = self.o_proj(o.reshape(B, T, self.value_dim).to(x.dtype))
-        if mask is not None:
-            y = y * mask.unsqueeze(-1).to(y.dtype)
+        y = gated_output(o, x, mask, self.norm, self.g_proj, self.o_proj)
         return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):

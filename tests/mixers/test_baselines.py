@@ -3,15 +3,14 @@ parallel forward, causality, left padding with a mask equals the unpadded input,
 runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on MQAR."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
 from datamodules.mqar import mqar_examples
 from lit_modules.backbone import expand_layers
-from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
 from mixers import MixerState
 from mixers.registry import get_mixer
+from tests.mixers.test_prism_training import train_losses
 
 D = 32
 CASES = {
@@ -170,16 +169,8 @@ def test_trains_in_the_backbone_on_mqar(name, overrides):
     assert expand_layers(cfg.model) == [name, name]
     torch.manual_seed(0)
     model = LanguageModel(config_to_dict(cfg), vocab_size=32)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    losses = []
-    for step in range(20):
-        x, y = mqar_examples(16, vocab_size=32, seq_len=32, num_kv_pairs=4, seed=step)
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    batches = (mqar_examples(16, vocab_size=32, seq_len=32, num_kv_pairs=4, seed=step) for step in range(20))
+    losses = train_losses(model, batches, lr=3e-3)
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.1, f"{name}: loss {first:.3f} -> {last:.3f}"  # ln 32 = 3.47 at the start
