@@ -181,13 +181,16 @@ def _run(cfg) -> dict:
     max_time = cfg.trainer.max_time
     if max_time is not None and not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", max_time):
         raise RunError(f"trainer.max_time: expected DD:HH:MM:SS (e.g. 00:02:30:00), got {max_time!r}")
-    datamodule = get_datamodule(cfg.data.name)(cfg.data, seed=cfg.seed)
     try:
+        datamodule = get_datamodule(cfg.data.name)(cfg.data, seed=cfg.seed)
         datamodule.prepare_data()
         datamodule.setup("fit")
     except (ValueError, OSError) as err:  # bad input data: name it and stop before any output is written
         raise RunError(f"data: {err}") from None
-    module = task_module(datamodule.task).from_datamodule(config, datamodule)
+    try:
+        module = task_module(datamodule.task).from_datamodule(config, datamodule)
+    except ValueError as err:  # a value the mixers reject (e.g. prism.steps=5, a head count that does not divide)
+        raise RunError(f"model: {err}") from None
     resume_step = check_checkpoint_matches(module, ckpt_path) if ckpt_path else None
     if cfg.trainer.compile:
         # nn.Module.compile, not torch.compile(module): no _orig_mod wrapper, so the state dict and checkpoints

@@ -3,12 +3,13 @@
     python train.py experiment=lm_char data=tinyshakespeare mixer=prism trainer.max_steps=200 model.layers='[prism,attention]'
 
 A YAML file may start with ``defaults: {data: NAME, mixer: NAME}`` to pull in group files before its own keys.
+YAML files hold only what differs from the dataclasses' defaults. A data group names a dataset: it replaces the
+whole ``data`` section (the datamodule's defaults plus its keys); a mixer group adds its keys to ``model``.
 Every problem (unknown key, wrong type, missing value, value outside its choices, unknown mixer or datamodule)
 raises ConfigError naming the key's full path, where it came from and what is allowed.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,8 @@ def _merge_file(cfg: DictConfig, group: str, name: str, seen: tuple = ()) -> Dic
         raise ConfigError(f"{path}: 'defaults' must map some of {GROUPS} to config names, got {defaults!r}")
     for sub_group, sub_name in defaults.items():
         cfg = _merge_file(cfg, sub_group, str(sub_name), seen + (path,))
+    if group == "data":
+        cfg.data = {}
     return _merge(cfg, body, str(path))
 
 
@@ -106,21 +109,6 @@ def _parse_argv(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         else:
             dotlist.append(arg)
     return groups, dotlist
-
-
-def _check_choices(node: DictConfig, prefix: str) -> None:
-    """Enforce ``choice(...)`` metadata of the dataclasses behind structured nodes."""
-    object_type = node._metadata.object_type
-    if dataclasses.is_dataclass(object_type):
-        for f in dataclasses.fields(object_type):
-            choices = f.metadata.get("choices")
-            if choices is not None and node.get(f.name) not in choices:
-                raise ConfigError(f"config key '{prefix}{f.name}': {node.get(f.name)!r} is not allowed; "
-                                  f"choose one of: {', '.join(map(str, choices))}")
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
-            _check_choices(child, f"{prefix}{key}.")
 
 
 def _typed_section(schema: type, value: Any, where: str) -> DictConfig:
@@ -151,7 +139,7 @@ def _validate_model_and_data(cfg: DictConfig) -> None:
             raise ConfigError(f"config key 'model.layers': layer {i} names mixer {name!r}, which is not registered; "
                               f"registered mixers: {', '.join(mixer_names())}") from None
     mixers = {}
-    for name in set(layers) | set(cfg.model.mixers.keys()):
+    for name in dict.fromkeys([*cfg.model.mixers.keys(), *layers]):  # a fixed order: the printed config is stable
         try:
             cls = get_mixer(name)
         except KeyError:
@@ -184,7 +172,6 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
             raise ConfigError(f"command-line argument {item!r}: {_first_line(err)}") from None
         cfg = _merge(cfg, OmegaConf.to_container(override), f"command line '{item}'")
     _validate_model_and_data(cfg)
-    _check_choices(cfg, "")
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:

@@ -1,15 +1,11 @@
 """The run configuration schema (OmegaConf structured configs). Sections whose schema depends on a choice
 (``data`` on ``data.name``, ``model.mixers.<name>`` on the mixer) are validated against the chosen class's
-own ``Config`` dataclass in compose.py."""
+own ``Config`` dataclass in compose.py. A field with a few allowed values is a ``Literal[...]``, which OmegaConf
+checks (its error lists the allowed values)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
-
-
-def choice(default: str, *others: str):
-    """A string field restricted to a few values; compose.py checks it and lists the allowed ones."""
-    return field(default=default, metadata={"choices": (default, *others)})
+from typing import Any, Dict, List, Literal, Optional
 
 
 @dataclass
@@ -35,13 +31,13 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = choice("adamw", "adam")
+    name: Literal["adamw", "adam"] = "adamw"
     lr: float = 1e-3
     betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     weight_decay: float = 0.1  # never applied to norms, biases, embeddings of gates (see lit_modules/optim.py)
     warmup_steps: int = 100
-    schedule: str = choice("cosine", "constant", "linear")
+    schedule: Literal["cosine", "constant", "linear"] = "cosine"
     min_lr_ratio: float = 0.1
 
 

@@ -8,15 +8,10 @@ not batches fetched: Lightning fetches one batch ahead, so ``ConsumedBatches`` a
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from lightning.pytorch import Callback
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from lit_modules.distributed import rank_and_world
 
 
 class EpochSampler(Sampler[int]):
@@ -29,7 +24,7 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.length)
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         per_rank = self.length // world  # drop the remainder so every rank takes the same number of steps
         return order[rank * per_rank:(rank + 1) * per_rank]
 
@@ -37,7 +32,7 @@ class EpochSampler(Sampler[int]):
         return iter(self._indices()[self.skip:].tolist())
 
     def __len__(self) -> int:
-        return self.length // _rank_and_world()[1]
+        return self.length // rank_and_world()[1]
 
 
 class ResumableLoader(DataLoader):

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lit_modules.distributed import IGNORE_INDEX
+
 from .registry import register_datamodule
-from .synthetic import SyntheticLMDataModule
+from .synthetic import SyntheticLMConfig, SyntheticLMDataModule
 
 
 def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int, power_a: float = 0.01,
@@ -45,7 +47,7 @@ def mqar_examples(num: int, *, vocab_size: int, seq_len: int, num_kv_pairs: int,
     queries = torch.zeros(num, seq_len - context + 1, dtype=torch.long)
     queries.scatter_(1, 2 * gaps, keys)
     examples = torch.cat([kvs, queries], dim=1)
-    labels = torch.full((num, seq_len + 1), -100, dtype=torch.long)
+    labels = torch.full((num, seq_len + 1), IGNORE_INDEX, dtype=torch.long)
     labels.scatter_(1, 2 * gaps + context + 1, values)
     inputs, labels = examples[:, :-1], labels[:, 1:]
     if random_non_queries:
@@ -108,7 +110,7 @@ class MQARDataset(Dataset):
         x, y = inputs[j % self.BLOCK].long(), labels[j % self.BLOCK].long()
         pad = self.width - x.numel() if self.pad else 0
         return {"input_ids": torch.nn.functional.pad(x, (0, pad)),
-                "labels": torch.nn.functional.pad(y, (0, pad), value=-100),
+                "labels": torch.nn.functional.pad(y, (0, pad), value=IGNORE_INDEX),
                 "slice": torch.tensor(self.settings[setting][1])}
 
 
@@ -130,7 +132,7 @@ class SettingBatches(Sampler[list]):
 
 
 @dataclass
-class MQARConfig:
+class MQARConfig(SyntheticLMConfig):
     name: str = "mqar"
     vocab_size: int = 8192
     # (seq_len, num_kv_pairs) settings; training mixes them, validation reports accuracy per num_kv_pairs.
@@ -144,9 +146,6 @@ class MQARConfig:
     val_examples: int = 1000  # per setting
     power_a: float = 0.01
     random_non_queries: bool = True
-    batch_size: int = 64
-    val_batch_size: Optional[int] = None  # default batch_size; smaller for long evaluation settings
-    num_workers: int = 0
 
 
 @register_datamodule("mqar")

@@ -1,7 +1,7 @@
 """Packing a token cache into training windows: the train/validation split by document, windows of
 ``seq_len + 1`` tokens over the concatenated documents, and their collation into batches (docs/data.md).
 
-Batches: ``input_ids`` and ``labels`` LongTensor [B, T] (labels are the next tokens; -100 = no loss) and, when
+Batches: ``input_ids`` and ``labels`` LongTensor [B, T] (labels are the next tokens; IGNORE_INDEX = no loss) and, when
 boundaries are respected, ``cu_seqlens`` int32 [n + 1]: the B*T tokens of the batch, flattened, are one packed
 stream of documents with boundaries at these offsets (every window start is one), so a model run on [1, B*T]
 with cu_seqlens never mixes two documents; a label that would predict the first token of the next document from
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .token_cache import TokenCache
+from lit_modules.distributed import IGNORE_INDEX
 
-IGNORE_INDEX = -100
+from .token_cache import TokenCache
 
 
 def _runs(offsets: np.ndarray, selected: np.ndarray) -> np.ndarray:

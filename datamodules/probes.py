@@ -6,10 +6,10 @@ sequences of N = 128 (we read its D = 16 as the model width, which the experimen
 last-token accuracy.
 
 Every example is exactly ``seq_len`` (N) tokens. ``labels[t]`` is the target of the prediction made at position
-t (next-token convention, as in MQAR); all labels are -100 except at the last position(s), so the LM module's
-``val/acc`` is last-token accuracy. Each example has a difficulty ``k`` (one of the configured difficulties) that
-is returned as the batch's ``slice``, so validation also reports ``val/acc@<k>``. The payload of a task is
-right-aligned: positions before it hold FILL.
+t (next-token convention, as in MQAR); all labels are IGNORE_INDEX (no loss) except at the last position(s), so
+the LM module's ``val/acc`` is last-token accuracy. Each example has a difficulty ``k`` (one of the configured
+difficulties) that is returned as the batch's ``slice``, so validation also reports ``val/acc@<k>``. The payload
+of a task is right-aligned: positions before it hold FILL.
 
 Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 4 BIT0 (also "no"),
 5 BIT1 (also "yes"), 6-7 unused, symbols S[i] = 8 + i.
@@ -44,21 +44,25 @@ Token layout (V >= 8 + what a task needs): 0 FILL, 1 QUERY, 2 SILENCE, 3 SPEAK, 
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lit_modules.distributed import IGNORE_INDEX
+
 from .mqar import mqar_examples
 from .registry import register_datamodule
-from .synthetic import SyntheticLMDataModule
+from .synthetic import SyntheticLMConfig, SyntheticLMDataModule
 
 FILL, QUERY, SILENCE, SPEAK, BIT0, BIT1 = 0, 1, 2, 3, 4, 5
 SYMBOL0 = 8  # S[i] = SYMBOL0 + i
-TASKS = ("mqar", "parity", "local_xor", "modulo_add", "palindrome", "mux", "silence_gate", "variable_tracking",
-         "poly_recall")
+Task = Literal["mqar", "parity", "local_xor", "modulo_add", "palindrome", "mux", "silence_gate", "variable_tracking",
+               "poly_recall"]
+TASKS = typing.get_args(Task)
 GATE_P = 0.1  # silence_gate: probability that a stream token is a gate token
 
 
@@ -92,15 +96,17 @@ class _Spec:
                              f"{what}")
 
 
-def _right_align(num: int, N: int, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _right_align(num: int, N: int, payload: np.ndarray) -> np.ndarray:
     inputs = np.full((num, N), FILL, dtype=np.int64)
     inputs[:, N - payload.shape[1]:] = payload
-    return inputs, np.full((num, N), -100, dtype=np.int64)
+    return inputs
 
 
-def _last_token(num, N, payload, answer):
-    inputs, labels = _right_align(num, N, payload)
-    labels[:, -1] = answer
+def _answered(inputs: np.ndarray, answer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels): the answer [num] (or [num, m]) labels the last (m) positions, and no other position."""
+    answer = answer.reshape(len(inputs), -1)
+    labels = np.full(inputs.shape, IGNORE_INDEX, dtype=np.int64)
+    labels[:, -answer.shape[1]:] = answer
     return inputs, labels
 
 
@@ -112,7 +118,7 @@ def _parity(rng, num, k, s: _Spec):
     s.need(1 <= k <= s.N - 1, "parity", k, "needs 1 <= k <= seq_len - 1 bits")
     bits = _bits(rng, (num, k))
     payload = np.concatenate([BIT0 + bits, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits.sum(1) % 2)
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits.sum(1) % 2)
 
 
 def _local_xor(rng, num, k, s: _Spec):
@@ -122,7 +128,7 @@ def _local_xor(rng, num, k, s: _Spec):
     # the window is in the input: with several windows in training, the answer must not depend on which one
     # the generator picked
     payload = np.concatenate([BIT0 + bits, np.full((num, 1), SYMBOL0 + k), np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits[:, -k:].sum(1) % 2)
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits[:, -k:].sum(1) % 2)
 
 
 def _modulo_add(rng, num, k, s: _Spec):
@@ -130,7 +136,7 @@ def _modulo_add(rng, num, k, s: _Spec):
     s.need(2 <= s.modulus <= s.symbols, "modulo_add", k, f"modulus {s.modulus} needs 2..{s.symbols} symbols")
     ops = rng.integers(0, s.modulus, size=(num, k))
     payload = np.concatenate([SYMBOL0 + ops, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, SYMBOL0 + ops.sum(1) % s.modulus)
+    return _answered(_right_align(num, s.N, payload), SYMBOL0 + ops.sum(1) % s.modulus)
 
 
 def _palindrome(rng, num, k, s: _Spec):
@@ -145,7 +151,7 @@ def _palindrome(rng, num, k, s: _Spec):
     rows = np.nonzero(negative)[0]
     word[rows, where[rows]] = (word[rows, where[rows]] + shift[rows]) % s.alphabet
     payload = np.concatenate([SYMBOL0 + word, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, np.where(negative, BIT0, BIT1))
+    return _answered(_right_align(num, s.N, payload), np.where(negative, BIT0, BIT1))
 
 
 def _mux(rng, num, k, s: _Spec):
@@ -154,7 +160,7 @@ def _mux(rng, num, k, s: _Spec):
     select = rng.integers(0, k, size=num)
     bits = _bits(rng, (num, k))
     payload = np.concatenate([(SYMBOL0 + select)[:, None], BIT0 + bits, np.full((num, 1), QUERY)], 1)
-    return _last_token(num, s.N, payload, BIT0 + bits[np.arange(num), select])
+    return _answered(_right_align(num, s.N, payload), BIT0 + bits[np.arange(num), select])
 
 
 def _silence_gate(rng, num, k, s: _Spec):
@@ -184,9 +190,7 @@ def _silence_gate(rng, num, k, s: _Spec):
         stream.append(QUERY)
         inputs[r] = stream
         answers[r] = answer
-    labels = np.full((num, s.N), -100, dtype=np.int64)
-    labels[:, -1] = answers
-    return inputs, labels
+    return _answered(inputs, answers)
 
 
 def _variable_tracking(rng, num, k, s: _Spec):
@@ -212,9 +216,7 @@ def _variable_tracking(rng, num, k, s: _Spec):
         payload = statements + [QUERY, names[target, k - 1]]
         inputs[r, s.N - len(payload):] = payload
         answers[r] = values[target]
-    labels = np.full((num, s.N), -100, dtype=np.int64)
-    labels[:, -1] = answers
-    return inputs, labels
+    return _answered(inputs, answers)
 
 
 def _poly_recall(rng, num, k, s: _Spec):
@@ -230,9 +232,7 @@ def _poly_recall(rng, num, k, s: _Spec):
     rows = np.arange(num)
     answer = values[rows, target]  # [num, m]
     payload = np.concatenate([context, np.full((num, 1), QUERY), keys[rows, target][:, None], answer[:, :-1]], 1)
-    inputs, labels = _right_align(num, s.N, payload)
-    labels[:, -m:] = answer
-    return inputs, labels
+    return _answered(_right_align(num, s.N, payload), answer)
 
 
 def _mqar(rng, num, k, s: _Spec):
@@ -299,9 +299,9 @@ class ProbeDataset(Dataset):
 
 
 @dataclass
-class ProbesConfig:
+class ProbesConfig(SyntheticLMConfig):
     name: str = "probes"
-    task: str = field(default="parity", metadata={"choices": TASKS})
+    task: Task = "parity"
     vocab_size: int = 64
     seq_len: int = 128
     # Difficulty k per example (see the module docstring); empty: the task's defaults (default_difficulties).
@@ -313,9 +313,6 @@ class ProbesConfig:
     value_len: int = 3         # poly_recall
     train_examples: int = 200_000
     val_examples: int = 512    # per difficulty
-    batch_size: int = 64
-    val_batch_size: Optional[int] = None
-    num_workers: int = 0
 
 
 @register_datamodule("probes")
@@ -324,8 +321,6 @@ class ProbesDataModule(SyntheticLMDataModule):
 
     def make_datasets(self, train_seed: int, val_seed: int) -> tuple[Dataset, Dataset]:
         c = self.config
-        if c.task not in TASKS:
-            raise ValueError(f"data.task: unknown probe task {c.task!r}; choose one of: {', '.join(TASKS)}")
         train = list(c.difficulties) or default_difficulties(c.task, c.seq_len)
         val = list(c.val_difficulties) or train
         kw = dict(vocab_size=c.vocab_size, seq_len=c.seq_len, modulus=c.modulus, alphabet=c.alphabet,

@@ -24,68 +24,54 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Literal, Optional
 
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
+
+from lit_modules.distributed import rank_and_world
+from lit_modules.recommender import SAMPLED_SIZES, Loss, SampledProtocol
+from mixers.base import check_choices
 
 from .loader import ResumableLoader
 from .paths import data_not_found, resolve_data_path
 from .registry import register_datamodule
-from .rec_formats import (FORMATS, Sequences, build_sequences, drop_users, kcore_filter, read_interactions,
+from .rec_formats import (Format, Sequences, build_sequences, drop_users, kcore_filter, read_interactions,
                           short_users)
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("loo", "time")
-TRAIN_SAMPLES = ("seq2seq", "prefix")
-SHORT_USERS = ("error", "drop")
-LOSSES = ("ce", "sampled_softmax", "bce")
-SAMPLED_PROTOCOLS = {"uniform100": 100, "excl99": 99}
 MIN_LOO_LEN = 3
-
-
-def _choice(default: str, allowed: tuple[str, ...]):
-    """A string option; configs/compose.py reads the ``choices`` metadata and rejects other values at start-up."""
-    return field(default=default, metadata={"choices": (default, *(a for a in allowed if a != default))})
 
 
 @dataclass
 class RecConfig:
     name: str = "rec"
     path: str = "data/Beauty.txt"  # relative: from the current directory, else the repository root
-    format: str = _choice("auto", FORMATS)  # auto | user_lines | pairs | amazon_json | movielens
+    format: Format = "auto"
     kcore: int = 0                   # iterative k-core filter of users and items (5 = S3-Rec's raw-Amazon recipe)
-    split: str = _choice("loo", SPLITS)  # loo | time
+    split: Literal["loo", "time"] = "loo"
     time_split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    short_users: str = _choice("error", SHORT_USERS)  # users with < 3 interactions under loo: error | drop
+    short_users: Literal["error", "drop"] = "error"  # users with < 3 interactions under loo
     maxlen: int = 50
-    train_samples: str = _choice("seq2seq", TRAIN_SAMPLES)  # seq2seq | prefix
+    train_samples: Literal["seq2seq", "prefix"] = "seq2seq"
     batch_size: int = 256
     eval_batch_size: int = 256
     num_workers: int = 0
     # task: the recommender reads these
-    loss: str = _choice("ce", LOSSES)  # ce (full softmax) | sampled_softmax | bce
+    loss: Loss = "ce"                # ce: full softmax
     num_negatives: Optional[int] = None  # sampled_softmax: shared per batch (default 256); bce: per target (1)
     pos_emb: bool = False            # learned positional embedding (for mixers without position information)
     ks: list[int] = field(default_factory=lambda: [10, 20])
     filter_seen: bool = False        # score the user's earlier items -inf before ranking (RecBole default: off)
-    sampled_eval: list[str] = field(default_factory=list)  # extra sampled protocols: uniform100, excl99
+    sampled_eval: List[SampledProtocol] = field(default_factory=list)  # extra sampled evaluation protocols
     eval_seed: int = 0               # seed of the sampled-protocol negatives (fixed across runs and models)
 
 
 def _check(cfg: RecConfig) -> None:
-    def choice(key, allowed):
-        if getattr(cfg, key) not in allowed:
-            raise ValueError(f"data.{key}: {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
-    choice("format", FORMATS)
-    choice("split", SPLITS)
-    choice("short_users", SHORT_USERS)
-    choice("train_samples", TRAIN_SAMPLES)
-    choice("loss", LOSSES)
+    check_choices(cfg, "data")
     for key in ("maxlen", "batch_size", "eval_batch_size"):
         if getattr(cfg, key) < 1:
             raise ValueError(f"data.{key}: must be >= 1, got {getattr(cfg, key)}")
@@ -93,21 +79,12 @@ def _check(cfg: RecConfig) -> None:
         raise ValueError(f"data.num_negatives: must be >= 1, got {cfg.num_negatives}")
     if any(int(k) < 1 for k in cfg.ks):
         raise ValueError(f"data.ks: every K must be >= 1, got {list(cfg.ks)}")
-    for p in cfg.sampled_eval:
-        if p not in SAMPLED_PROTOCOLS:
-            raise ValueError(f"data.sampled_eval: {p!r} is not one of {', '.join(SAMPLED_PROTOCOLS)}")
     if len(cfg.time_split) != 3 or any(x <= 0 for x in cfg.time_split) or abs(sum(cfg.time_split) - 1) > 1e-6:
         raise ValueError(f"data.time_split: three positive fractions summing to 1, got {list(cfg.time_split)}")
 
 
 def _identity(batch):
     return batch
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _windows(items: np.ndarray, lo: np.ndarray, hi: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -332,8 +309,8 @@ class RecDataModule(L.LightningDataModule):
         lo = np.maximum(start, hi - cfg.maxlen)
         negatives = {}
         for name in cfg.sampled_eval:
-            rng = np.random.default_rng([cfg.eval_seed, salt, list(SAMPLED_PROTOCOLS).index(name)])
-            k = SAMPLED_PROTOCOLS[name]
+            rng = np.random.default_rng([cfg.eval_seed, salt, list(SAMPLED_SIZES).index(name)])
+            k = SAMPLED_SIZES[name]
             if name == "uniform100":
                 negatives[name] = sample_uniform(rng, seq.num_items, seq.items[hi], k)
             else:
@@ -347,7 +324,7 @@ class RecDataModule(L.LightningDataModule):
                                collate_fn=_identity, num_workers=self.config.num_workers)
 
     def _eval_loader(self, data: EvalRows) -> DataLoader:
-        rank, world = _rank_and_world()  # train.py turns Lightning's sampler off: shard here, reduce sums later
+        rank, world = rank_and_world()  # train.py turns Lightning's sampler off: shard here, reduce sums later
         return DataLoader(data.shard(rank, world), batch_size=self.config.eval_batch_size, shuffle=False,
                           collate_fn=_identity, num_workers=self.config.num_workers)
 

@@ -23,14 +23,17 @@ import gzip
 import json
 import logging
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Literal
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "user_lines", "pairs", "amazon_json", "movielens")
+Format = Literal["auto", "user_lines", "pairs", "amazon_json", "movielens"]
+FORMATS = typing.get_args(Format)
 _SPLIT = re.compile(r"[\s,]+")
 
 
@@ -69,6 +72,15 @@ def _open_text(path: Path):
     return open(path, "r", encoding="utf-8", errors="strict")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, stripped text) of every non-blank line."""
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            stripped = line.strip()
+            if stripped:
+                yield lineno, stripped
+
+
 def _int(token: str, what: str, path: Path, lineno: int) -> int:
     try:
         if "_" in token:
@@ -101,90 +113,75 @@ def _finish(path: Path, users, items, times, lines) -> Interactions:
 def read_user_lines(path: Path) -> Interactions:
     users, items, lines = [], [], []
     seen: dict[int, int] = {}
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(tokens) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'user item item ...', got {line.strip()!r}")
-            user = _int(tokens[0], "user id", path, lineno)
-            if user in seen:
-                raise ValueError(f"{path}:{lineno}: user {user} already has a line ({seen[user]}); the user_lines "
-                                 f"format has one line per user (use data.format=pairs for one interaction a line)")
-            seen[user] = lineno
-            for tok in tokens[1:]:
-                items.append(_int(tok, "item id", path, lineno))
-            users.extend([user] * (len(tokens) - 1))
-            lines.extend([lineno] * (len(tokens) - 1))
+    for lineno, stripped in _lines(path):
+        tokens = stripped.split()
+        if len(tokens) < 2:
+            raise ValueError(f"{path}:{lineno}: expected 'user item item ...', got {stripped!r}")
+        user = _int(tokens[0], "user id", path, lineno)
+        if user in seen:
+            raise ValueError(f"{path}:{lineno}: user {user} already has a line ({seen[user]}); the user_lines "
+                             f"format has one line per user (use data.format=pairs for one interaction a line)")
+        seen[user] = lineno
+        for tok in tokens[1:]:
+            items.append(_int(tok, "item id", path, lineno))
+        users.extend([user] * (len(tokens) - 1))
+        lines.extend([lineno] * (len(tokens) - 1))
     return _finish(path, users, items, None, lines)
 
 
 def read_pairs(path: Path) -> Interactions:
     users, items, times, lines = [], [], [], []
     has_time = None
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            tokens = _SPLIT.split(stripped)
-            if len(tokens) not in (2, 3):
-                raise ValueError(f"{path}:{lineno}: expected 'user item [timestamp]', got {stripped!r}")
-            if has_time is None:
-                has_time = len(tokens) == 3
-            elif has_time != (len(tokens) == 3):
-                raise ValueError(f"{path}:{lineno}: {'missing' if has_time else 'unexpected'} timestamp "
-                                 f"(every line must have one, or none may)")
-            users.append(_int(tokens[0], "user id", path, lineno))
-            items.append(_int(tokens[1], "item id", path, lineno))
-            if has_time:
-                times.append(_float(tokens[2], "timestamp", path, lineno))
-            lines.append(lineno)
+    for lineno, stripped in _lines(path):
+        tokens = _SPLIT.split(stripped)
+        if len(tokens) not in (2, 3):
+            raise ValueError(f"{path}:{lineno}: expected 'user item [timestamp]', got {stripped!r}")
+        if has_time is None:
+            has_time = len(tokens) == 3
+        elif has_time != (len(tokens) == 3):
+            raise ValueError(f"{path}:{lineno}: {'missing' if has_time else 'unexpected'} timestamp "
+                             f"(every line must have one, or none may)")
+        users.append(_int(tokens[0], "user id", path, lineno))
+        items.append(_int(tokens[1], "item id", path, lineno))
+        if has_time:
+            times.append(_float(tokens[2], "timestamp", path, lineno))
+        lines.append(lineno)
     return _finish(path, users, items, times if has_time else None, lines)
 
 
 def read_movielens(path: Path) -> Interactions:
     users, items, times, lines = [], [], [], []
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            tokens = stripped.split("::")
-            if len(tokens) != 4:
-                raise ValueError(f"{path}:{lineno}: expected 'user::item::rating::timestamp', got {stripped!r}")
-            users.append(_int(tokens[0], "user id", path, lineno))
-            items.append(_int(tokens[1], "item id", path, lineno))
-            _float(tokens[2], "rating", path, lineno)
-            times.append(_float(tokens[3], "timestamp", path, lineno))
-            lines.append(lineno)
+    for lineno, stripped in _lines(path):
+        tokens = stripped.split("::")
+        if len(tokens) != 4:
+            raise ValueError(f"{path}:{lineno}: expected 'user::item::rating::timestamp', got {stripped!r}")
+        users.append(_int(tokens[0], "user id", path, lineno))
+        items.append(_int(tokens[1], "item id", path, lineno))
+        _float(tokens[2], "rating", path, lineno)
+        times.append(_float(tokens[3], "timestamp", path, lineno))
+        lines.append(lineno)
     return _finish(path, users, items, times, lines)
 
 
 def read_amazon_json(path: Path) -> Interactions:
     users, items, times, lines = [], [], [], []
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            try:
-                record = json.loads(stripped)
-            except json.JSONDecodeError:
-                try:  # the 2014 "loose" review dumps are Python literals, not JSON
-                    record = ast.literal_eval(stripped)
-                except (ValueError, SyntaxError):
-                    raise ValueError(f"{path}:{lineno}: not a JSON object: {stripped[:80]!r}") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            missing = [k for k in ("reviewerID", "asin", "unixReviewTime") if k not in record]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: review lacks field(s) {', '.join(missing)}")
-            users.append(str(record["reviewerID"]))
-            items.append(str(record["asin"]))
-            times.append(_float(str(record["unixReviewTime"]), "unixReviewTime", path, lineno))
-            lines.append(lineno)
+    for lineno, stripped in _lines(path):
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError:
+            try:  # the 2014 "loose" review dumps are Python literals, not JSON
+                record = ast.literal_eval(stripped)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{path}:{lineno}: not a JSON object: {stripped[:80]!r}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        missing = [k for k in ("reviewerID", "asin", "unixReviewTime") if k not in record]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: review lacks field(s) {', '.join(missing)}")
+        users.append(str(record["reviewerID"]))
+        items.append(str(record["asin"]))
+        times.append(_float(str(record["unixReviewTime"]), "unixReviewTime", path, lineno))
+        lines.append(lineno)
     return _finish(path, users, items, times, lines)
 
 
@@ -193,19 +190,15 @@ def detect_format(path: Path) -> str:
     if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
         return "amazon_json"
     users_seen: set[str] = set()
-    with _open_text(path) as f:
-        for line in f:
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if "::" in stripped:
-                return "movielens"
-            tokens = _SPLIT.split(stripped)
-            if len(tokens) > 3:
-                return "user_lines"
-            if tokens[0] in users_seen:
-                return "pairs"
-            users_seen.add(tokens[0])
+    for _, stripped in _lines(path):
+        if "::" in stripped:
+            return "movielens"
+        tokens = _SPLIT.split(stripped)
+        if len(tokens) > 3:
+            return "user_lines"
+        if tokens[0] in users_seen:
+            return "pairs"
+        users_seen.add(tokens[0])
     return "user_lines"
 
 

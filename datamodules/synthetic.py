@@ -2,10 +2,25 @@
 no files, no tokenizer; training batches through the resumable loader."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from mixers.base import check_choices
+
 from .loader import ResumableLoader
+
+
+@dataclass
+class SyntheticLMConfig:
+    """The fields of every generated-data config that this module's loaders read; subclasses set ``name`` and add
+    their own."""
+    name: str = ""
+    batch_size: int = 64
+    val_batch_size: Optional[int] = None  # default batch_size; smaller for long evaluation settings
+    num_workers: int = 0
 
 
 class SyntheticLMDataModule(L.LightningDataModule):
@@ -13,6 +28,7 @@ class SyntheticLMDataModule(L.LightningDataModule):
 
     def __init__(self, config, *, seed: int = 0):
         super().__init__()
+        check_choices(config, "data")
         self.config, self.seed = config, seed
         self.vocab_size = config.vocab_size
         self.tokenizer = None

@@ -19,12 +19,14 @@ import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+
+from mixers.base import check_choices
 
 from .loader import ResumableLoader
 from .packing import PackedWindows, collate_windows, split_segments
@@ -57,7 +59,7 @@ class TextConfig:
     batch_size: int = 32
     val_fraction: float = 0.1
     split_seed: int = 0  # picks the validation documents; independent of the run's seed
-    boundaries: str = field(default="respect", metadata={"choices": ("respect", "concat")})
+    boundaries: Literal["respect", "concat"] = "respect"
     cache_dir: Optional[str] = None  # default: $PRISM_CACHE_DIR or <repo>/.cache/text
     num_workers: int = 0
     max_documents: Optional[int] = None  # read at most this many documents
@@ -85,6 +87,7 @@ def _to_config(config) -> TextConfig:
 
 
 def _check_config(cfg: TextConfig) -> None:
+    check_choices(cfg, "data")
     problems = []
     if bool(cfg.path) == bool(cfg.hub):
         problems.append("data: set exactly one of data.path (local file, folder or glob) and data.hub (a Hugging "
@@ -95,8 +98,6 @@ def _check_config(cfg: TextConfig) -> None:
         problems.append(f"data.batch_size={cfg.batch_size} must be >= 1")
     if not 0.0 < cfg.val_fraction < 1.0:
         problems.append(f"data.val_fraction={cfg.val_fraction} must be between 0 and 1 (exclusive)")
-    if cfg.boundaries not in ("respect", "concat"):
-        problems.append(f"data.boundaries={cfg.boundaries!r}: choose one of respect, concat")
     if cfg.tokenizer == "bpe" and cfg.vocab_size < 257:
         problems.append(f"data.vocab_size={cfg.vocab_size}: a byte-level BPE needs at least 257 (256 bytes + EOS)")
     for key in ("max_documents", "max_tokens", "val_max_batches"):

@@ -84,6 +84,8 @@ class Backbone(nn.Module):
 
     def forward(self, h: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
                 states: list | None = None, use_cache: bool = False) -> tuple[torch.Tensor, list | None]:
+        """states: one per layer, each as its mixer returned it (a MixerState for the built-in mixers, whatever a
+        plugin mixer returns otherwise); only handed back to the same mixer."""
         states = states if states is not None else [None] * len(self.blocks)
         new_states = []
         for block, state in zip(self.blocks, states):

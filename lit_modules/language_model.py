@@ -7,15 +7,13 @@ import sys
 import time
 import warnings
 
-import lightning as L
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
-from .optim import configure_optimizers_from
+from .base import TaskModule
+from .distributed import IGNORE_INDEX, mean_over_targets, sum_over_ranks
 
 # Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
 # LanguageModel's hook is meant for every datamodule.
@@ -33,17 +31,15 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def label_index(labels: torch.Tensor) -> torch.Tensor:
-    """Flat positions of the labelled tokens (label != -100)."""
-    return (labels.reshape(-1) != -100).nonzero().squeeze(1)
+    """Flat positions of the labelled tokens (label != IGNORE_INDEX)."""
+    return (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(TaskModule):
     monitor = ("val/loss", "min")
 
     def __init__(self, cfg: dict, vocab_size: int):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = OmegaConf.create(cfg)
+        super().__init__(cfg)
         model_cfg = self.cfg.model
         self.embed = nn.Embedding(vocab_size, model_cfg.d_model)
         nn.init.normal_(self.embed.weight, std=model_cfg.init_std)
@@ -96,15 +92,8 @@ class LanguageModel(L.LightningModule):
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
         # a fill, not a copy from the host: a host-to-device copy would synchronise the GPU in every step
         valid = targets.new_full((), targets.numel())
-        # normalise by the global number of valid tokens (DDP averages gradients over ranks)
-        if dist.is_available() and dist.is_initialized():
-            total = valid.clone()
-            dist.all_reduce(total)
-            loss = loss_sum * dist.get_world_size() / total.clamp(min=1)
-        else:
-            loss = loss_sum / valid.clamp(min=1)
         self.log("train/loss", loss_sum.detach() / valid.clamp(min=1), prog_bar=True, sync_dist=False)
-        return loss
+        return mean_over_targets(loss_sum, valid)
 
     # ---- throughput: over each logging interval (data loading included), so that the GPU is synchronised once
     # per interval; a sync in every step would keep the host from queueing the next step while the GPU runs one.
@@ -169,12 +158,7 @@ class LanguageModel(L.LightningModule):
                 self._accumulate(f"count@{value}", rows.sum())
 
     def on_validation_epoch_end(self):
-        sums = {k: v for k, v in self._val_sums.items()}
-        if dist.is_available() and dist.is_initialized():
-            for key in sorted(sums):
-                t = sums[key].to(self.device).clone()
-                dist.all_reduce(t)
-                sums[key] = t
+        sums = {k: sum_over_ranks(self._val_sums[k].to(self.device)) for k in sorted(self._val_sums)}
         if not sums:
             return
         count = max(float(sums["count"]), 1.0)
@@ -187,8 +171,6 @@ class LanguageModel(L.LightningModule):
                 value = key.split("@", 1)[1]
                 self.log(f"val/acc@{value}", float(sums[key]) / max(float(sums[f"count@{value}"]), 1.0))
 
-    def configure_optimizers(self):
-        return configure_optimizers_from(self, self.cfg.optim, self.cfg.trainer.max_steps)
 
     # ---- generation --------------------------------------------------------------------------------------
     @torch.no_grad()

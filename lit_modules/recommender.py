@@ -17,28 +17,30 @@ fixed negatives and are logged under ``val/sampled_<protocol>/...``.
 """
 from __future__ import annotations
 
-import lightning as L
+import typing
+from typing import Literal
+
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from .backbone import build_backbone
-from .optim import configure_optimizers_from
+from .base import TaskModule
+from .distributed import mean_over_targets, sum_over_ranks
 from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_rank
 
+Loss = Literal["ce", "sampled_softmax", "bce"]
 DEFAULT_NEGATIVES = {"sampled_softmax": 256, "bce": 1}
+# Sampled evaluation protocols (``data.sampled_eval``): negatives ranked against the target in each row.
 SAMPLED_SIZES = {"uniform100": 100, "excl99": 99}
+SampledProtocol = Literal[tuple(SAMPLED_SIZES)]
 
 
-class SequentialRecommender(L.LightningModule):
+class SequentialRecommender(TaskModule):
     monitor = ("val/ndcg@10", "max")
 
     def __init__(self, cfg: dict, num_items: int):
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg = OmegaConf.create(cfg)
+        super().__init__(cfg)
         model_cfg, data_cfg = self.cfg.model, self.cfg.data
         self.num_items = int(num_items)
         if self.num_items < 1:
@@ -46,8 +48,9 @@ class SequentialRecommender(L.LightningModule):
         d = model_cfg.d_model
         self.maxlen = int(data_cfg.maxlen)
         self.loss_name = str(data_cfg.get("loss", "ce"))
-        if self.loss_name not in ("ce", "sampled_softmax", "bce"):
-            raise ValueError(f"data.loss: {self.loss_name!r} is not one of ce, sampled_softmax, bce")
+        losses = typing.get_args(Loss)
+        if self.loss_name not in losses:
+            raise ValueError(f"data.loss: invalid value {self.loss_name!r}, expected one of {list(losses)}")
         self.num_negatives = int(data_cfg.get("num_negatives") or DEFAULT_NEGATIVES.get(self.loss_name, 0))
         self.filter_seen = bool(data_cfg.get("filter_seen", False))
         self.ks = sorted({int(k) for k in data_cfg.get("ks", [10, 20])} | {10})  # 10: the monitored NDCG@10
@@ -127,14 +130,8 @@ class SequentialRecommender(L.LightningModule):
         selected = targets > 0
         loss_sum = self._loss_sum(h[selected], targets[selected])
         count = selected.sum()
-        if dist.is_available() and dist.is_initialized():  # normalise by the global number of targets
-            total = count.clone()
-            dist.all_reduce(total)
-            loss = loss_sum * dist.get_world_size() / total.clamp(min=1)
-        else:
-            loss = loss_sum / count.clamp(min=1)
         self.log("train/loss", loss_sum.detach() / count.clamp(min=1), prog_bar=True)
-        return loss
+        return mean_over_targets(loss_sum, count)
 
     # ---- evaluation --------------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
@@ -166,13 +163,7 @@ class SequentialRecommender(L.LightningModule):
         self._sums.update(metrics)
 
     def _finish(self, prefix: str):
-        reduce = None
-        if dist.is_available() and dist.is_initialized():
-            def reduce(vec):
-                vec = vec.clone()
-                dist.all_reduce(vec)
-                return vec
-        means = self._sums.compute(reduce)
+        means = self._sums.compute(sum_over_ranks)
         # Every rank already holds the exact global means; sync_dist only averages equal values (and keeps
         # Lightning from warning about unsynchronised epoch-level metrics).
         for name, value in means.items():
@@ -197,6 +188,3 @@ class SequentialRecommender(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._finish("test")
-
-    def configure_optimizers(self):
-        return configure_optimizers_from(self, self.cfg.optim, self.cfg.trainer.max_steps)

@@ -1,4 +1,4 @@
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .registry import get_mixer, import_plugins, mixer_names, register_mixer
 
-__all__ = ["Mixer", "MixerConfig", "get_mixer", "import_plugins", "mixer_names", "register_mixer"]
+__all__ = ["Mixer", "MixerConfig", "MixerState", "get_mixer", "import_plugins", "mixer_names", "register_mixer"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .common import segment_positions
 from .registry import register_mixer
 
@@ -75,13 +75,14 @@ class Attention(Mixer):
             y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(B, 0, H, d)
             return self.o_proj(y.reshape(B, T, H * d)), None
 
-        start = state["next_pos"] if state is not None else torch.zeros(B, dtype=torch.long, device=x.device)
+        cache = state.recurrent if state is not None else None  # KV cache: k, v, pos, real, next_pos
+        start = cache["next_pos"] if cache is not None else torch.zeros(B, dtype=torch.long, device=x.device)
         pos_q = start[:, None] + real.long().cumsum(1) - 1
         q, k = rope(q, pos_q, self.config.rope_theta), rope(k, pos_q, self.config.rope_theta)
-        if state is not None:
-            k, v = torch.cat([state["k"], k], 1), torch.cat([state["v"], v], 1)
-            pos_k = torch.cat([state["pos"], pos_q], 1)
-            real_k = torch.cat([state["real"], real], 1)
+        if cache is not None:
+            k, v = torch.cat([cache["k"], k], 1), torch.cat([cache["v"], v], 1)
+            pos_k = torch.cat([cache["pos"], pos_q], 1)
+            real_k = torch.cat([cache["real"], real], 1)
         else:
             pos_k, real_k = pos_q, real
 
@@ -98,8 +99,8 @@ class Attention(Mixer):
         new_state = None
         if use_cache:
             keep = k.shape[1] if self.config.window is None else min(k.shape[1], self.config.window)
-            new_state = {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:], "real": real_k[:, -keep:],
-                         "next_pos": start + real.long().sum(1)}
+            new_state = MixerState(None, {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:],
+                                          "real": real_k[:, -keep:], "next_pos": start + real.long().sum(1)})
         return y, new_state
 
     def _window_mask(self, length: int, device) -> torch.Tensor | None:

@@ -95,7 +95,23 @@ class GatedHeadNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(head_dim))
         self.eps = eps
 
-    def forward(self, o: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """o, gate: [B, T, H, d]."""
-        o = F.rms_norm(o.float(), (o.shape[-1],), self.weight.float(), self.eps).to(gate.dtype)
-        return o * F.silu(gate)
+    def forward(self, o: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+        """o, gate: [B, T, H, d]; without a gate (None) the plain per-head RMSNorm, in fp32."""
+        o = F.rms_norm(o.float(), (o.shape[-1],), self.weight.float(), self.eps)
+        return o if gate is None else o.to(gate.dtype) * F.silu(gate)
+
+
+def gated_output(o: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None, norm: GatedHeadNorm,
+                 g_proj: nn.Linear | None, o_proj: nn.Linear) -> torch.Tensor:
+    """The output path of gdn and gla (as fla's layers): per-head RMSNorm of o [B, T, H, d_v] times silu(g_proj(x))
+    (plain without g_proj), o_proj, and zeros at padding."""
+    B, T, H, dv = o.shape
+    gate = None if g_proj is None else g_proj(x).view(B, T, H, dv)
+    y = o_proj(norm(o, gate).reshape(B, T, H * dv).to(x.dtype))
+    return y if mask is None else y * mask.unsqueeze(-1).to(y.dtype)
+
+
+def matrix_state_size(num_heads: int, d_k: int, d_v: int, conv: ShortConv | None) -> int:
+    """Numbers in the MixerState of one sequence of a linear mixer: a [num_heads, d_k, d_v] matrix and the short
+    convolution's tail."""
+    return num_heads * d_k * d_v + (conv.dim * (conv.kernel_size - 1) if conv is not None else 0)

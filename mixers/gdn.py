@@ -19,8 +19,8 @@ from torch import nn
 from kernels.gated_delta_rule import BACKENDS, chunk_flops, gated_delta_rule
 from kernels.gla.utils import resolve_backend
 
-from .base import Mixer, MixerConfig
-from .common import GatedHeadNorm, ShortConv
+from .base import Mixer, MixerConfig, MixerState
+from .common import GatedHeadNorm, ShortConv, gated_output, matrix_state_size
 from .registry import register_mixer
 
 
@@ -74,11 +74,8 @@ class GatedDeltaNet(Mixer):
         A = torch.empty(H).uniform_(config.A_init_min, config.A_init_max)
         self.A_log = nn.Parameter(torch.log(A))
         self.dt_bias = nn.Parameter(init_dt_bias(H, config.dt_min, config.dt_max, config.dt_init_floor))
-        if config.use_gate:
-            self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
-            self.norm = GatedHeadNorm(self.head_v, eps=config.norm_eps)
-        else:
-            self.norm_weight = nn.Parameter(torch.ones(self.head_v))
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if config.use_gate else None
+        self.norm = GatedHeadNorm(self.head_v, eps=config.norm_eps)
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -88,7 +85,7 @@ class GatedDeltaNet(Mixer):
         cfg = self.config
         B, T, _ = x.shape
         H = cfg.num_heads
-        conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
+        conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
         if self.conv is not None:
             fused = resolve_backend(cfg.backend, x, "gdn", BACKENDS) == "triton"   # fla's conv with fla's op
@@ -106,18 +103,11 @@ class GatedDeltaNet(Mixer):
             q.view(B, T, H, self.head_k), k.view(B, T, H, self.head_k), v.view(B, T, H, self.head_v), g, beta,
             initial_state=rec_state, output_final_state=use_cache, cu_seqlens=cu_seqlens, use_qk_l2norm=True,
             chunk_size=cfg.chunk_size, backend=cfg.backend)
-        if cfg.use_gate:
-            o = self.norm(o, self.g_proj(x).view(B, T, H, self.head_v))
-        else:
-            o = F.rms_norm(o.float(), (self.head_v,), self.norm_weight.float(), cfg.norm_eps)
-        y = self.o_proj(o.reshape(B, T, self.value_dim).to(x.dtype))
-        if mask is not None:
-            y = y * mask.unsqueeze(-1).to(y.dtype)
-        return y, ({"conv": conv_state, "recurrent": rec_state} if use_cache else None)
+        y = gated_output(o, x, mask, self.norm, self.g_proj, self.o_proj)
+        return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
-        conv = (self.config.conv_size - 1) * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0
-        return self.config.num_heads * self.head_k * self.head_v + conv
+        return matrix_state_size(self.config.num_heads, self.head_k, self.head_v, self.conv)
 
     def flops(self, seq_len):
         cfg, D, T = self.config, self.d_model, seq_len

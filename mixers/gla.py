@@ -14,8 +14,8 @@ from torch import nn
 
 from kernels.gla import BACKENDS, chunk_flops, gla
 
-from .base import Mixer, MixerConfig
-from .common import GatedHeadNorm, ShortConv
+from .base import Mixer, MixerConfig, MixerState
+from .common import GatedHeadNorm, ShortConv, gated_output, matrix_state_size
 from .registry import register_mixer
 
 
@@ -56,11 +56,8 @@ class GatedLinearAttention(Mixer):
         self.conv = ShortConv(2 * self.key_dim + self.value_dim, config.conv_size) if config.use_short_conv else None
         self.gk_proj = nn.Sequential(nn.Linear(d_model, config.gate_low_rank_dim, bias=False),
                                      nn.Linear(config.gate_low_rank_dim, self.key_dim, bias=True))
-        if config.use_output_gate:
-            self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
-            self.norm = GatedHeadNorm(self.head_v, eps=config.norm_eps)
-        else:
-            self.norm_weight = nn.Parameter(torch.ones(self.head_v))
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if config.use_output_gate else None
+        self.norm = GatedHeadNorm(self.head_v, eps=config.norm_eps)
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -72,7 +69,7 @@ class GatedLinearAttention(Mixer):
         cfg = self.config
         B, T, _ = x.shape
         H = cfg.num_heads
-        conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
+        conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv is not None:
             qkv, conv_state = self.conv(torch.cat([q, k, v], -1), mask=mask, cu_seqlens=cu_seqlens,
@@ -87,18 +84,11 @@ class GatedLinearAttention(Mixer):
         o, rec_state = gla(q.view(B, T, H, self.head_k), k.view(B, T, H, self.head_k), v.view(B, T, H, self.head_v),
                            gk.view(B, T, H, self.head_k), initial_state=rec_state, output_final_state=use_cache,
                            cu_seqlens=cu_seqlens, chunk_size=cfg.chunk_size, backend=cfg.backend)
-        if cfg.use_output_gate:
-            o = self.norm(o, self.g_proj(x).view(B, T, H, self.head_v))
-        else:
-            o = F.rms_norm(o.float(), (self.head_v,), self.norm_weight.float(), cfg.norm_eps).to(x.dtype)
-        y = self.o_proj(o.reshape(B, T, self.value_dim).to(x.dtype))
-        if mask is not None:
-            y = y * mask.unsqueeze(-1).to(y.dtype)
-        return y, ({"conv": conv_state, "recurrent": rec_state} if use_cache else None)
+        y = gated_output(o, x, mask, self.norm, self.g_proj, self.o_proj)
+        return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
-        conv = (self.config.conv_size - 1) * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0
-        return self.config.num_heads * self.head_k * self.head_v + conv
+        return matrix_state_size(self.config.num_heads, self.head_k, self.head_v, self.conv)
 
     def flops(self, seq_len):
         cfg, D, T = self.config, self.d_model, seq_len

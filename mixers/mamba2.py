@@ -17,8 +17,8 @@ from torch import nn
 from kernels.simple_gla import BACKENDS, simple_gla
 from kernels.gla import chunk_flops
 
-from .base import Mixer, MixerConfig
-from .common import ShortConv
+from .base import Mixer, MixerConfig, MixerState
+from .common import ShortConv, matrix_state_size
 from .gdn import init_dt_bias
 from .registry import register_mixer
 
@@ -76,7 +76,7 @@ class Mamba2(Mixer):
         cfg = self.config
         B_, T, _ = x.shape
         H, P, G, N = self.num_heads, cfg.head_dim, cfg.n_groups, cfg.state_size
-        conv_state, rec_state = (state["conv"], state["recurrent"]) if state is not None else (None, None)
+        conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         z, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, H], -1)
         xbc, conv_state = self.conv(xbc, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache)
         if self.conv_bias is not None:
@@ -100,11 +100,10 @@ class Mamba2(Mixer):
         out = self.out_proj(y.to(x.dtype))
         if mask is not None:
             out = out * mask.unsqueeze(-1).to(out.dtype)
-        return out, ({"conv": conv_state, "recurrent": rec_state} if use_cache else None)
+        return out, (MixerState(conv_state, rec_state) if use_cache else None)
 
     def state_size(self, seq_len=None):
-        return self.num_heads * self.config.state_size * self.config.head_dim \
-            + (self.config.conv_size - 1) * self.conv_dim
+        return matrix_state_size(self.num_heads, self.config.state_size, self.config.head_dim, self.conv)
 
     def flops(self, seq_len):
         cfg, D, T = self.config, self.d_model, seq_len

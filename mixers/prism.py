@@ -15,24 +15,20 @@ solver: closed_form is the authors' LM variant: delta[l] = P[l] prod_{j<l} (1 - 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.prism import prism_delta_rule, prism_delta_rule_flops
+from kernels.prism import BACKENDS, prism_delta_rule, prism_delta_rule_flops
 from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
-from .base import Mixer, MixerConfig
-from .common import GatedHeadNorm, ShortConv
+from .base import Mixer, MixerConfig, MixerState
+from .common import GatedHeadNorm, ShortConv, matrix_state_size
 from .registry import register_mixer
-
-def _choice(default: str, *others: str):
-    """A string option; configs/compose.py reads the ``choices`` metadata and rejects other values at start-up."""
-    return field(default=default, metadata={"choices": (default, *others)})
 
 
 @dataclass
@@ -41,42 +37,34 @@ class PRISMConfig(MixerConfig):
     head_dim: Optional[int] = None   # None: d_model // num_heads (keys and values share it)
     steps: int = 2                   # solver steps L, 1..4 (L = 1 is the paper's ablation)
     # paper: Eq. 15-16 | closed_form: the authors' LM code, delta[l] = P[l] prod_{j<l}(1 - P[j]) v
-    solver: str = _choice("paper", "closed_form")
+    solver: Literal["paper", "closed_form"] = "paper"
     shared_key: bool = False         # one key for all solver steps
-    anchor: str = _choice("conv", "none")           # conv: U = silu(ShortConv(x)) | none: U = x
+    anchor: Literal["conv", "none"] = "conv"        # conv: U = silu(ShortConv(x)) | none: U = x
     conv_size: int = 4
-    gain: str = _choice("learned", "none")          # learned: p[l] = U Wp[l] | none: p = 1 (paper solver)
+    gain: Literal["learned", "none"] = "learned"    # learned: p[l] = U Wp[l] | none: p = 1 (paper solver)
     gain_rank: int = 0               # 0: full Wp per step (Eq. 13); r > 0: rank-r map (also closed_form's P)
-    nonlinearity: str = _choice("gelu", "identity")  # of the paper solver
-    decay: str = _choice("sigmoid", "gdn")          # sigmoid: paper Alg. 1 | gdn: Gated DeltaNet's form
+    nonlinearity: Literal["gelu", "identity"] = "gelu"  # of the paper solver
+    decay: Literal["sigmoid", "gdn"] = "sigmoid"    # sigmoid: paper Alg. 1 | gdn: Gated DeltaNet's form
     alpha_init_min: float = 0.95     # each head's decay starts uniformly in [min, max]
     alpha_init_max: float = 0.99
     norm_eps: float = 1e-6
     init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
     chunk_size: int = 64
-    backend: str = _choice("auto", "naive", "torch", "triton")  # kernels.prism backend
-
-
-@dataclass
-class PRISMState:
-    """Recurrent cache of N sequences: conv tail [N, D, conv_size - 1] (None without anchor conv) and
-    matrix state [N, H, d, d] (keys by values, fp32 or fp64)."""
-    conv: Optional[torch.Tensor]
-    recurrent: torch.Tensor
+    backend: str = "auto"            # auto | naive | torch | triton (kernels.prism)
 
 
 @register_mixer("prism")
 class PRISM(Mixer):
+    """State: MixerState(conv tail [N, D, conv_size - 1] (None with anchor: none), matrix [N, H, d, d] (keys by
+    values, fp32 or fp64))."""
     Config = PRISMConfig
 
     def __init__(self, d_model: int, config: PRISMConfig | None = None, layer_idx: int = 0):
         config = PRISMConfig() if config is None else config
         super().__init__(d_model, config, layer_idx)
         c = config
-        for f in fields(c):
-            allowed = f.metadata.get("choices")
-            if allowed is not None and getattr(c, f.name) not in allowed:
-                raise ValueError(f"prism.{f.name} must be one of {' | '.join(allowed)}, got {getattr(c, f.name)!r}")
+        if c.backend not in BACKENDS:
+            raise ValueError(f"prism: backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
         if not 1 <= c.steps <= 4:
             raise ValueError(f"prism.steps (solver steps L) must be in 1..4, got {c.steps}")
         if c.solver == "closed_form" and c.gain == "none":
@@ -158,7 +146,7 @@ class PRISM(Mixer):
         return solve(v, res, p, self.steps, self.head_dim, c.solver, c.nonlinearity)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                state: PRISMState | None = None, use_cache: bool = False):
+                state: MixerState | None = None, use_cache: bool = False):
         c = self.config
         B, T, D = x.shape
         H, d, L = self.num_heads, self.head_dim, self.steps
@@ -191,12 +179,11 @@ class PRISM(Mixer):
                                 chunk_size=c.chunk_size, backend=c.backend)
         o = self.o_norm(o.to(x.dtype), self.g_proj(x).view(B, T, H, d))
         y = self.o_proj(o.reshape(B, T, H * d))
-        return y, (PRISMState(conv_tail, h) if use_cache else None)
+        return y, (MixerState(conv_tail, h) if use_cache else None)
 
     # ------------------------------------------------------------------------------------------------------------
     def state_size(self, seq_len: int | None = None) -> int:
-        conv = self.d_model * (self.config.conv_size - 1) if self.conv is not None else 0
-        return self.num_heads * self.head_dim * self.head_dim + conv
+        return matrix_state_size(self.num_heads, self.head_dim, self.head_dim, self.conv)
 
     def flops(self, seq_len: int) -> int:
         c, D, H, d, L = self.config, self.d_model, self.num_heads, self.head_dim, self.steps

@@ -23,7 +23,7 @@ from torch import nn
 from kernels.ttt import BACKENDS, ttt_mlp
 
 from .attention import rope
-from .base import Mixer, MixerConfig
+from .base import Mixer, MixerConfig, MixerState
 from .common import segment_positions
 from .registry import register_mixer
 
@@ -138,7 +138,8 @@ class TTTMLP(Mixer):
             real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=dev)
             tok_b, tok_t = real.nonzero(as_tuple=True)
             row, pos = tok_b, (real.long().cumsum(1) - 1)[tok_b, tok_t]
-        count = state["count"] if state is not None else torch.zeros(R, dtype=torch.long, device=dev)
+        memory = state.recurrent if state is not None else None
+        count = memory["count"] if memory is not None else torch.zeros(R, dtype=torch.long, device=dev)
         if count.shape != (R,):
             raise ValueError(f"ttt_mlp: the state holds {count.shape[0]} sequences, this input has {R}")
         slot = count[row] + pos
@@ -151,12 +152,12 @@ class TTTMLP(Mixer):
             q_t, k_t = rope(q_t[None], rp, cfg.rope_theta)[0], rope(k_t[None], rp, cfg.rope_theta)[0]
         Xq = xq.new_zeros(R, S, H, d).index_put((row, slot), q_t)
         Xk, Xv, Lr = xk.new_zeros(R, S, H, d), xv.new_zeros(R, S, H, d), lr.new_zeros(R, S, H)
-        if state is not None:  # the buffered tokens of each row's incomplete mini-batch take slots [0, count)
+        if memory is not None:  # the buffered tokens of each row's incomplete mini-batch take slots [0, count)
             rb, sb = (torch.arange(b - 1, device=dev)[None] < count[:, None]).nonzero(as_tuple=True)
-            Xk = Xk.index_put((rb, sb), state["k"][rb, sb].to(Xk.dtype))
-            Xv = Xv.index_put((rb, sb), state["v"][rb, sb].to(Xv.dtype))
-            Lr = Lr.index_put((rb, sb), state["lr"][rb, sb].to(Lr.dtype))
-            params = (state["W1"], state["b1"], state["W2"], state["b2"])
+            Xk = Xk.index_put((rb, sb), memory["k"][rb, sb].to(Xk.dtype))
+            Xv = Xv.index_put((rb, sb), memory["v"][rb, sb].to(Xv.dtype))
+            Lr = Lr.index_put((rb, sb), memory["lr"][rb, sb].to(Lr.dtype))
+            params = (memory["W1"], memory["b1"], memory["W2"], memory["b2"])
         else:
             params = self._inner_params()
         Xk, Xv, Lr = Xk.index_put((row, slot), k_t), Xv.index_put((row, slot), v_t), Lr.index_put((row, slot), lr_t)
@@ -169,10 +170,10 @@ class TTTMLP(Mixer):
         idx = ((n_valid - c_new)[:, None] + torch.arange(b - 1, device=dev)[None]).clamp(max=S - 1)
         keep = (torch.arange(b - 1, device=dev)[None] < c_new[:, None])
         rows = torch.arange(R, device=dev)[:, None]
-        new_state = {"W1": params[0], "b1": params[1], "W2": params[2], "b2": params[3],
-                     "k": Xk[rows, idx] * keep[..., None, None], "v": Xv[rows, idx] * keep[..., None, None],
-                     "lr": Lr[rows, idx] * keep[..., None], "count": c_new}
-        return out, new_state
+        memory = {"W1": params[0], "b1": params[1], "W2": params[2], "b2": params[3],
+                  "k": Xk[rows, idx] * keep[..., None, None], "v": Xv[rows, idx] * keep[..., None, None],
+                  "lr": Lr[rows, idx] * keep[..., None], "count": c_new}
+        return out, MixerState(None, memory)
 
     def state_size(self, seq_len=None):
         H, d, f, b = self.num_heads, self.head_dim, self.inner_dim, self.config.mini_batch_size

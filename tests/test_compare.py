@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import compare
+from benchmarks.compare.run import threads_per_job
 
 TINY = ["experiment=mqar_sweep_cpu", "data.vocab_size=32", "data.train_settings=[[16,2]]",
         "data.val_settings=[[16,2],[32,4]]", "data.val_examples=16", "data.batch_size=8", "data.train_examples=256",
@@ -142,10 +143,10 @@ def test_jobs_run_each_in_its_own_process_with_the_same_results(sweep, tmp_path)
 
 def test_parallel_runs_share_the_cores_unless_threads_are_given():
     cores = len(os.sched_getaffinity(0))
-    assert compare.threads_per_job(1, None) is None  # one run at a time: torch's own default
-    assert compare.threads_per_job(2, None) == max(1, cores // 2)
-    assert compare.threads_per_job(10 * cores, None) == 1
-    assert compare.threads_per_job(4, 3) == 3
+    assert threads_per_job(1, None) is None  # one run at a time: torch's own default
+    assert threads_per_job(2, None) == max(1, cores // 2)
+    assert threads_per_job(10 * cores, None) == 1
+    assert threads_per_job(4, 3) == 3
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):

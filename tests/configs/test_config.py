@@ -1,4 +1,8 @@
+from pathlib import Path
+
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from configs import ConfigError, compose_config
 from train import main
@@ -19,7 +23,9 @@ def test_command_line_overrides_and_list_values():
 @pytest.mark.parametrize("argv, expected", [
     (["trainer.max_stepz=3"], ["trainer.max_stepz", "max_steps"]),  # unknown key: full path + allowed keys
     (["trainer.max_steps=abc"], ["trainer.max_steps", "abc"]),  # wrong type
-    (["optim.schedule=exponential"], ["optim.schedule", "cosine", "constant"]),  # outside the choices
+    (["optim.schedule=exponential"], ["optim.schedule", "'cosine', 'constant', 'linear'"]),  # outside a Literal
+    (["mixer=prism", "model.mixers.prism.decay=exp"], ["model.mixers.prism.decay", "'sigmoid', 'gdn'"]),
+    (["data.name=probes", "data.task=sort"], ["data.task", "'parity'"]),
     (["model.layers=[attention,nosuchmixer]"], ["model.layers", "nosuchmixer", "attention"]),
     (["model.mixers.attention.num_headz=2"], ["model.mixers.attention.num_headz", "num_heads"]),
     (["model.mixers.nosuch.x=1"], ["model.mixers.nosuch", "registered mixers"]),
@@ -64,4 +70,45 @@ def test_cli_prints_config_without_training(capsys, tmp_path):
 def test_cli_error_exits_2_with_message_and_no_output(capsys, tmp_path):
     assert main(["trainer.max_stepz=3", f"logging.out_dir={tmp_path}"]) == 2
     assert "trainer.max_stepz" in capsys.readouterr().err
+    assert main(["optim.name=sgd", f"logging.out_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == ("error: config key 'optim.name' (from command line 'optim.name=sgd'): "
+                                       "Invalid value 'sgd', expected one of ['adamw', 'adam']\n")
+    # values only the mixer can judge are reported in one line too, before anything is written
+    assert main(["mixer=prism", "model.mixers.prism.steps=5", f"logging.out_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == "error: model: prism.steps (solver steps L) must be in 1..4, got 5\n"
     assert not any(tmp_path.iterdir())
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _leaves(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_yaml_files_hold_only_what_differs_from_the_defaults(path, tmp_path):
+    """Defaults live in the dataclasses: every key of a recipe changes the config it is merged into (the schema's
+    and the Config dataclasses' defaults, after the recipe's own ``defaults`` groups)."""
+    body = yaml.safe_load(path.read_text())
+    groups = body.pop("defaults", {})
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"defaults": groups} if groups else {}))
+    selector = body.get("data", {}).get("name")
+    cfg = compose_config([f"experiment={base}"] + ([f"data.name={selector}"] if selector else [])
+                         + [f"model.layers=[{name}]" for name in body.get("model", {}).get("mixers", {})][:1])
+    for key, value in _leaves(body):
+        if key in ("data.name", "model.layers"):  # they choose the datamodule and the mixer, they do not tune them
+            continue
+        assert OmegaConf.select(cfg, key) != value, f"{path.name}: {key}: {value!r} is already the default"
+
+
+def test_a_data_group_replaces_the_data_section_and_a_mixer_group_keeps_the_experiments_settings():
+    cfg = compose_config(["experiment=lm_char", "data=slimpajama"])  # text -> text: no tinyshakespeare path left
+    assert cfg.data.hub and cfg.data.path is None and cfg.data.tokenizer == "gpt2"
+    cfg = compose_config(["experiment=slimpajama_130m", "mixer=prism"])  # the recipe's heads survive the group
+    assert (cfg.model.mixers.prism.num_heads, cfg.model.mixers.prism.head_dim) == (6, 128)

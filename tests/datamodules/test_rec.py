@@ -136,7 +136,7 @@ def test_time_split_needs_timestamps(tmp_path):
 
 
 def test_bad_config_values():
-    with pytest.raises(ValueError, match="data.split: 'random' is not one of loo, time"):
+    with pytest.raises(ValueError, match=r"data.split: invalid value 'random', expected one of \['loo', 'time'\]"):
         RecDataModule(RecConfig(split="random"))
     with pytest.raises(ValueError, match="data.sampled_eval"):
         RecDataModule(RecConfig(sampled_eval=["pop100"]))

@@ -7,6 +7,7 @@ from configs import ConfigError, compose_config
 from datamodules.mqar import MQARDataModule, MQARDataset, mqar_examples
 from datamodules.probes import (BIT0, BIT1, FILL, QUERY, SILENCE, SPEAK, SYMBOL0, TASKS, ProbesDataModule,
                                 default_difficulties, probe_examples)
+from lit_modules.distributed import IGNORE_INDEX
 
 
 # ---- MQAR -----------------------------------------------------------------------------------------------------
@@ -21,19 +22,19 @@ def test_mqar_follows_zoology(V, T, kv):
         assert len(set(keys[row].tolist())) == kv, "a key is repeated in the context"
         assert len(set(values[row].tolist())) == kv
         pairs = dict(zip(keys[row].tolist(), values[row].tolist()))
-        labelled = (y[row] != -100).nonzero().flatten()
+        labelled = (y[row] != IGNORE_INDEX).nonzero().flatten()
         assert len(labelled) == kv  # one label per queried key, nothing else
         assert (labelled >= ctx).all() and ((labelled - ctx) % 2 == 0).all()  # queries in the even slots
         for t in labelled.tolist():
             assert pairs[x[row, t].item()] == y[row, t].item()  # the label is the value of the key just read
         assert sorted(x[row, labelled].tolist()) == sorted(pairs)  # every key is queried once
-        assert (y[row, :ctx] == -100).all()
+        assert (y[row, :ctx] == IGNORE_INDEX).all()
 
 
 def test_mqar_query_gaps_follow_the_power_law():
     # one query: its gap i (0-based, in even slots) has probability ~ a (i+1)^(a-1), a = 0.01 (Zoology)
     x, y = mqar_examples(20000, vocab_size=256, seq_len=256, num_kv_pairs=1, seed=0)
-    gaps = ((y != -100).nonzero()[:, 1] - 2) // 2  # the label sits at the query key: context (2) + 2 gap
+    gaps = ((y != IGNORE_INDEX).nonzero()[:, 1] - 2) // 2  # the label sits at the query key: context (2) + 2 gap
     space = (256 - 2) // 2
     p = 0.01 * torch.arange(1, space + 1, dtype=torch.float64) ** (0.01 - 1)
     p = p / p.sum()
@@ -54,7 +55,8 @@ def test_mqar_dataset_counts_and_per_setting_validation_batches():
     ds = MQARDataset([[32, 4], [64, 8]], 0, counts=[30, 10], **kw)
     assert len(ds) == 40
     assert [ds[i]["slice"].item() for i in (0, 29, 30, 39)] == [4, 4, 8, 8]
-    assert ds[0]["input_ids"].shape == (64,) and (ds[0]["labels"][32:] == -100).all()  # padded to the longest
+    assert ds[0]["input_ids"].shape == (64,)
+    assert (ds[0]["labels"][32:] == IGNORE_INDEX).all()  # padded to the longest setting
     with pytest.raises(IndexError):
         ds[40]
     cfg = compose_config(["data.vocab_size=512", "data.train_settings=[[32,4],[64,8]]", "data.train_counts=[30,10]",
@@ -127,9 +129,9 @@ def test_probe_task_labels_and_answers(task):
         x, y = probe_examples(task, 64, k=k, seed=k)
         assert x.shape == y.shape == (64, 128)
         n_labels = 3 if task == "poly_recall" else 1
-        assert ((y != -100).sum(1) == n_labels).all()
-        assert (y[:, -n_labels:] != -100).all()  # labels only at the last position(s)
-        assert x.min() >= 0 and x.max() < 64 and y[y != -100].max() < 64
+        assert ((y != IGNORE_INDEX).sum(1) == n_labels).all()
+        assert (y[:, -n_labels:] != IGNORE_INDEX).all()  # labels only at the last position(s)
+        assert x.min() >= 0 and x.max() < 64 and y[y != IGNORE_INDEX].max() < 64
         for row in range(64):
             seq = x[row].tolist()
             assert solve(task, seq) == y[row, -n_labels:].tolist(), (task, k, seq)
@@ -160,7 +162,7 @@ def test_probe_difficulty_is_what_it_says():
 
 def test_probe_mqar_is_zoology_mqar_at_the_probe_size():
     x, y = probe_examples("mqar", 32, k=8, seed=0)
-    assert x.shape == (32, 128) and ((y != -100).sum(1) == 8).all()
+    assert x.shape == (32, 128) and ((y != IGNORE_INDEX).sum(1) == 8).all()
     keys = x[:, 0:16:2]
     assert all(len(set(r)) == 8 for r in keys.tolist()) and keys.max() < 32
 

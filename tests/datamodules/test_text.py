@@ -17,6 +17,7 @@ from datamodules import token_cache
 from datamodules.paths import DataFileNotFoundError
 from datamodules.text import TextConfig, TextDataModule
 from datamodules.tokenizers import HubUnavailableError, TextDataError, TokenizerError
+from lit_modules.distributed import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +95,7 @@ def test_windows_and_labels(shakespeare):
     assert batch["input_ids"].shape == (8, T) and batch["labels"].shape == (8, T)
     assert batch["cu_seqlens"].dtype == torch.int32  # one document: boundaries only at window starts
     assert batch["cu_seqlens"].tolist() == list(range(0, 8 * T + 1, T))
-    assert (batch["labels"] != -100).all()
+    assert (batch["labels"] != IGNORE_INDEX).all()
 
 
 def test_val_split_deterministic_and_disjoint(shakespeare, tmp_path):
@@ -167,11 +168,11 @@ def check_boundaries(batch, eos_id, T):
     for b in range(B):
         for j in range(T):
             if x[b, j] == eos_id:
-                assert y[b, j] == -100  # EOS -> first token of the next document: no loss
+                assert y[b, j] == IGNORE_INDEX  # EOS -> first token of the next document: no loss
                 if j + 1 < T:
                     expected.append(b * T + j + 1)
             else:
-                assert y[b, j] != -100
+                assert y[b, j] != IGNORE_INDEX
                 if j + 1 < T:
                     assert y[b, j] == x[b, j + 1]
         if b + 1 < B:
@@ -207,13 +208,13 @@ def test_boundary_masking_jsonl(tmp_path):
     # concat: plain concatenation, no cu_seqlens, every label kept
     cat = make_dm(tmp_path, path=str(tmp_path / "docs.jsonl"), seq_len=T, batch_size=4, boundaries="concat")
     batch = next(iter(cat.train_dataloader()))
-    assert "cu_seqlens" not in batch and (batch["labels"] != -100).all()
+    assert "cu_seqlens" not in batch and (batch["labels"] != IGNORE_INDEX).all()
     assert torch.equal(batch["labels"][:, :-1], batch["input_ids"][:, 1:])
     # window 0 of the stream ends exactly at the first document: its last label is masked
     first = dm.train_dataset
     w0 = first[0] if first.segments[0, 0] == 0 else None
     if w0 is not None:
-        assert w0["labels"][-1] == -100 and len(w0["doc_starts"]) == 0
+        assert w0["labels"][-1] == IGNORE_INDEX and len(w0["doc_starts"]) == 0
 
 
 def test_parquet_field_and_txt_folder(tmp_path):

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
+from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
 
 VOCAB, B, T = 32, 5, 19
@@ -19,14 +20,15 @@ def sparse_batch(seed=0):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, VOCAB, (B, T), generator=gen)
     labels = torch.randint(0, VOCAB, (B, T), generator=gen)
-    labels[torch.rand(B, T, generator=gen) < 0.8] = -100  # about one position in five is labelled
-    labels[2] = -100  # a sequence without any label
+    labels[torch.rand(B, T, generator=gen) < 0.8] = IGNORE_INDEX  # about one position in five is labelled
+    labels[2] = IGNORE_INDEX  # a sequence without any label
     return {"input_ids": ids, "labels": labels, "slice": torch.tensor([4, 8, 8, 16, 4])}
 
 
 def dense_loss(model, batch):
     logits, _ = model(batch["input_ids"])
-    return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100), logits
+    labels = batch["labels"].flatten()
+    return F.cross_entropy(logits.float().flatten(0, 1), labels, ignore_index=IGNORE_INDEX), logits
 
 
 def test_training_loss_and_gradients_equal_the_dense_ones():
@@ -36,7 +38,7 @@ def test_training_loss_and_gradients_equal_the_dense_ones():
     dense_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     with_index = model.on_before_batch_transfer(dict(batch), 0)
-    assert with_index["label_index"].numel() == (batch["labels"] != -100).sum()
+    assert with_index["label_index"].numel() == (batch["labels"] != IGNORE_INDEX).sum()
     loss = model.training_step(with_index, 0)
     torch.testing.assert_close(loss, expected)
     loss.backward()
@@ -47,7 +49,7 @@ def test_training_loss_and_gradients_equal_the_dense_ones():
 def test_validation_counts_equal_the_dense_ones():
     model, batch = tiny_model(), sparse_batch(1)
     _, logits = dense_loss(model, batch)
-    valid = batch["labels"] != -100
+    valid = batch["labels"] != IGNORE_INDEX
     correct = (logits.argmax(-1) == batch["labels"]) & valid
     model.on_validation_epoch_start()
     model.validation_step(model.on_before_batch_transfer(dict(batch), 0), 0)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mixers import MixerState
 from mixers.attention import Attention, AttentionConfig
 
 
@@ -29,6 +30,7 @@ def test_cached_decoding_equals_parallel(kw):
     x = torch.randn(2, 11, 32, dtype=torch.float64)
     full, _ = attn(x)
     y, state = attn(x[:, :4], use_cache=True)  # a prompt, then one token at a time
+    assert isinstance(state, MixerState) and state.conv is None
     outs = [y]
     for t in range(4, 11):
         y, state = attn(x[:, t:t + 1], state=state, use_cache=True)

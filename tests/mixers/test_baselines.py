@@ -3,13 +3,14 @@ parallel forward, causality, left padding with a mask equals the unpadded input,
 runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on MQAR."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
 from datamodules.mqar import mqar_examples
 from lit_modules.backbone import expand_layers
 from lit_modules.language_model import LanguageModel
+from mixers import MixerState
 from mixers.registry import get_mixer
+from tests.mixers.test_prism_training import train_losses
 
 D = 32
 CASES = {
@@ -39,12 +40,9 @@ def close(a, b, tol=1e-5):
     assert err < tol, f"relative RMS error {err:.2e}"
 
 
-def flat_state(state):
-    if isinstance(state, dict):
-        return [t for v in state.values() for t in flat_state(v)]
-    if isinstance(state, (list, tuple)):
-        return [t for v in state for t in flat_state(v)]
-    return [] if state is None else [state]
+def flat_state(state: MixerState) -> list[torch.Tensor]:
+    recurrent = state.recurrent.values() if isinstance(state.recurrent, dict) else [state.recurrent]
+    return [t for t in (state.conv, *recurrent) if t is not None]
 
 
 def compare_states(a, b, tol=1e-5):
@@ -71,6 +69,7 @@ def test_token_by_token_and_split_calls_equal_parallel(case):
     m = build(case)
     x = inputs(2, 21)
     y, state = m(x, use_cache=True)
+    assert isinstance(state, MixerState)
     y_plain, none = m(x)
     assert none is None
     close(y_plain, y)
@@ -130,11 +129,9 @@ def test_packed_sequences_equal_separate_runs(case):
         compare_states(sequence_of(new_state, i), ref_state)
 
 
-def sequence_of(state, i):
+def sequence_of(state: MixerState, i: int) -> MixerState:
     """Sequence i of a batched state (every tensor's first dim is the sequence)."""
-    if isinstance(state, dict):
-        return {k: sequence_of(v, i) for k, v in state.items()}
-    return None if state is None else state[i:i + 1]
+    return state.map(lambda t: t[i:i + 1])
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -179,16 +176,8 @@ def test_trains_in_the_backbone_on_mqar(name, overrides):
     assert expand_layers(cfg.model) == [name, name]
     torch.manual_seed(0)
     model = LanguageModel(config_to_dict(cfg), vocab_size=32)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    losses = []
-    for step in range(20):
-        x, y = mqar_examples(16, vocab_size=32, seq_len=32, num_kv_pairs=4, seed=step)
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    batches = (mqar_examples(16, vocab_size=32, seq_len=32, num_kv_pairs=4, seed=step) for step in range(20))
+    losses = train_losses(model, batches, lr=3e-3)
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.1, f"{name}: loss {first:.3f} -> {last:.3f}"  # ln 32 = 3.47 at the start

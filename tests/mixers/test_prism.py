@@ -6,7 +6,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from mixers import get_mixer
+from mixers import MixerState, get_mixer
 from mixers.prism import PRISM, PRISMConfig
 
 
@@ -42,6 +42,7 @@ def test_decoding_equals_parallel_forward(name):
     m = make(**VARIANTS[name])
     x = torch.randn(2, 19, D, dtype=torch.float64)
     y, final = m(x, use_cache=True)
+    assert isinstance(final, MixerState)
     state, outs = None, []
     for t in range(x.shape[1]):  # token by token
         y_t, state = m(x[:, t:t + 1], state=state, use_cache=True)
@@ -95,7 +96,7 @@ def test_packed_sequences_equal_separate(name):
     prefixes = [torch.randn(1, 3, D, dtype=torch.float64) for _ in lens]
     states = [m(p, use_cache=True)[1] for p in prefixes]
     conv = None if states[0].conv is None else torch.cat([s.conv for s in states])
-    packed_state = type(states[0])(conv, torch.cat([s.recurrent for s in states]))
+    packed_state = MixerState(conv, torch.cat([s.recurrent for s in states]))
     y, final = m(torch.cat(xs, 1), cu_seqlens=cu, state=packed_state, use_cache=True)
     for i, x in enumerate(xs):
         y_i, s_i = m(x, state=states[i], use_cache=True)
@@ -168,7 +169,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "mixer"
 def test_variant_configs_build_and_run(path):
     body = yaml.safe_load(path.read_text())
     assert set(body["model"]["layers"]) == {"prism"}
-    fields = OmegaConf.merge(OmegaConf.structured(PRISMConfig), body["model"]["mixers"]["prism"])
+    fields = OmegaConf.merge(OmegaConf.structured(PRISMConfig), body["model"].get("mixers", {}).get("prism", {}))
     cfg = OmegaConf.to_object(fields)
     cfg.num_heads = 2
     torch.manual_seed(0)

@@ -5,11 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from configs import compose_config, config_to_dict
+from lit_modules.distributed import IGNORE_INDEX
 from lit_modules.language_model import LanguageModel
 
 VOCAB, PERIOD, T = 16, 5, 24
-
-
 
 
 def periodic_batch(gen, batch=32):
@@ -17,8 +16,22 @@ def periodic_batch(gen, batch=32):
     pattern = torch.randint(1, VOCAB, (batch, PERIOD), generator=gen)
     seq = pattern.repeat(1, T // PERIOD + 1)[:, :T + 1]
     inputs, labels = seq[:, :-1], seq[:, 1:].clone()
-    labels[:, :PERIOD - 1] = -100
+    labels[:, :PERIOD - 1] = IGNORE_INDEX
     return inputs, labels
+
+
+def train_losses(model, batches, lr: float) -> list[float]:
+    """The loss of each AdamW step (no weight decay) on (inputs, labels) batches."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for x, y in batches:
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
 
 
 def build(argv):
@@ -32,17 +45,8 @@ def build(argv):
 def test_two_layer_prism_learns_to_recall(mixer):
     model = build([f"mixer={mixer}"])
     assert model.backbone.layer_names == ["prism", "prism"]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(100):
-        x, y = periodic_batch(gen)
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(model, (periodic_batch(gen) for _ in range(100)), lr=1e-2)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.6 * first, f"{mixer}: loss {first:.3f} -> {last:.3f}"
 

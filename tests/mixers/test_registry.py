@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,38 @@ def test_user_mixer_from_a_file_path(tmp_path, user_mixer_source):
 
     cfg = compose_config([f"model.plugins=[{plugin}]", "model.layers=[cummean_file]"])
     assert "cummean_file" in cfg.model.mixers
+
+
+def test_a_mixer_built_in_python_rejects_a_value_outside_its_literal_fields():
+    checked = 0
+    for name in mixer_names():
+        cls = get_mixer(name)
+        for field, hint in typing.get_type_hints(cls.Config).items():
+            if typing.get_origin(hint) is typing.Literal:
+                with pytest.raises(ValueError, match=rf"{name}\.{field}: invalid value 'nosuch', expected one of "
+                                                     rf"\['{typing.get_args(hint)[0]}'"):
+                    cls(32, cls.Config(**{field: "nosuch"}))
+                checked += 1
+    assert checked >= 5  # PRISM's solver, anchor, gain, nonlinearity and decay at least
+
+
+def test_a_plugin_config_with_a_literal_field_is_checked_too(tmp_path):
+    plugin = tmp_path / "literal_plugin.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\n"
+        "from typing import Literal, Optional\n"
+        "from mixers import Mixer, MixerConfig, register_mixer\n"
+        "@dataclass\n"
+        "class C(MixerConfig):\n"
+        "    mode: Optional[Literal['fast', 'exact']] = None\n"
+        "@register_mixer('literal_plugin')\n"
+        "class M(Mixer):\n"
+        "    Config = C\n")
+    from mixers.registry import import_plugins
+
+    import_plugins([str(plugin)])
+    cls = get_mixer("literal_plugin")
+    cls(8, cls.Config(mode="exact"))
+    cls(8, cls.Config())
+    with pytest.raises(ValueError, match=r"literal_plugin\.mode: invalid value 'slow'"):
+        cls(8, cls.Config(mode="slow"))

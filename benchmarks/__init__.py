@@ -1,0 +1,1 @@
+"""Measurements and comparisons: the benchmark scripts (run as files) and compare.py's package (compare/)."""

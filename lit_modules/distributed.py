@@ -1,0 +1,37 @@
+"""What the task modules and the datamodules share about labels and data parallelism: the label of positions
+without a loss, this process's rank and the world size, and sums and losses taken over all ranks.
+
+Plain torch.distributed rather than the Trainer's strategy: the loaders and modules also run outside a Trainer
+(tests, scripts), where these are the single-process answers."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+IGNORE_INDEX = -100  # label of a position without a loss (torch's cross_entropy default ignore_index)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank of this process, number of processes); (0, 1) without torch.distributed."""
+    return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """A copy of t summed over all ranks (t itself in one process)."""
+    if not _distributed():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
+def mean_over_targets(loss_sum: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The training loss: this rank's summed loss over its ``count`` targets, divided by the number of targets on
+    all ranks and multiplied by the world size. DDP averages gradients over ranks, so the gradient is that of the
+    mean over every target of the global batch, however unevenly the targets fall on the ranks."""
+    world = rank_and_world()[1]
+    return loss_sum * world / sum_over_ranks(count).clamp(min=1)
