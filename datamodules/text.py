@@ -87,7 +87,10 @@ def _to_config(config) -> TextConfig:
 
 
 def _check_config(cfg: TextConfig) -> None:
-    check_choices(cfg, "data")
+    try:
+        check_choices(cfg, "data")
+    except ValueError as err:  # a config built in Python (a composed one was checked by OmegaConf)
+        raise TextDataError(str(err)) from None
     problems = []
     if bool(cfg.path) == bool(cfg.hub):
         problems.append("data: set exactly one of data.path (local file, folder or glob) and data.hub (a Hugging "
