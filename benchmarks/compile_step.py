@@ -5,7 +5,7 @@ place), for the small models of the probing table: the case where a step is many
 
 Per mixer: the compilation time (the first compiled step), the mean eager and compiled step time over --steps, the
 ratio, and the largest difference between the eager and compiled gradients. Model: the prism_probes experiment
-(2 layers, width 16, batch 64 x 128 tokens) with the torch paths and one head per mixer, as in the README's table.
+(2 layers, width 16, batch 64 x 128 tokens) with the torch paths and one head per mixer, as in docs/probing.md's table.
 """
 from __future__ import annotations
 

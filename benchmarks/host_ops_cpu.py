@@ -1,6 +1,6 @@
 """Host work of one layer's forward and backward, PRISM against Gated DeltaNet, counted on the CPU.
 
-At 16K tokens per step both layers are host-bound on an H200 (benchmarks/results, 2026-12-02): the GPU idles
+At 16K tokens per step both layers are host-bound on an H200 (docs/benchmarks.md): the GPU idles
 while Python dispatches torch ops and launches Triton kernels. The number of those calls is the same on the CPU
 as on the GPU, because the host code is the same and under Triton's interpreter (``TRITON_INTERPRET=1``) every
 launch still goes through the launcher. So counting them here shows where a layer's host time goes, without

@@ -7,7 +7,7 @@
           own flops(). --model-compile MODE compiles the backbone first (as trainer.compile=true), in that
           torch.compile mode (reduce-overhead: CUDA graphs).
 
-    python benchmarks/throughput.py --out benchmarks/results/h100 --text data.txt
+    python benchmarks/throughput.py --out runs/bench --text data/tinyshakespeare.txt
     python benchmarks/throughput.py --tiny --out /tmp/bench      # a CPU smoke run of the same code
     python benchmarks/throughput.py --plugins my_mixers.py --mixers my_mixer,gdn --out /tmp/mine  # your own mixer
 Writes results.json and a table (results.md) under --out, and a plot (layers.png) when matplotlib is there.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ class GatedDeltaNetConfig(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # naive | torch | triton | auto (kernels.gated_delta_rule)
+    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.gated_delta_rule)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
@@ -56,8 +56,6 @@ class GatedDeltaNet(Mixer):
 
     def __init__(self, d_model: int, config: GatedDeltaNetConfig, layer_idx: int = 0):
         super().__init__(d_model, config, layer_idx)
-        if config.backend not in BACKENDS:
-            raise ValueError(f"gdn: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
         H = config.num_heads
         self.head_k = config.head_dim or int(0.75 * d_model) // H
         self.head_v = int(self.head_k * config.expand_v)

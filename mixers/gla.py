@@ -6,7 +6,7 @@ Kernel: kernels.gla (fla's chunk_gla on CUDA, a chunked torch path on the CPU; s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ class GLAConfig(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # naive | torch | triton | auto (kernels.gla)
+    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.gla)
 
 
 @register_mixer("gla")
@@ -42,8 +42,6 @@ class GatedLinearAttention(Mixer):
 
     def __init__(self, d_model: int, config: GLAConfig, layer_idx: int = 0):
         super().__init__(d_model, config, layer_idx)
-        if config.backend not in BACKENDS:
-            raise ValueError(f"gla: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
         H = config.num_heads
         self.key_dim, self.value_dim = round(d_model * config.expand_k), round(d_model * config.expand_v)
         if self.key_dim % H or self.value_dim % H:

@@ -9,6 +9,7 @@ on the CPU) with q = C, k = B, v = dt * x, g = dt * A and scale 1; the state is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ class Mamba2Config(MixerConfig):
     norm_eps: float = 1e-5
     chunk_size: int = 64
     init_std: float = 0.02
-    backend: str = "auto"  # naive | torch | triton | auto (kernels.simple_gla)
+    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.simple_gla)
 
 
 @register_mixer("mamba2")
@@ -49,8 +50,6 @@ class Mamba2(Mixer):
 
     def __init__(self, d_model: int, config: Mamba2Config, layer_idx: int = 0):
         super().__init__(d_model, config, layer_idx)
-        if config.backend not in BACKENDS:
-            raise ValueError(f"mamba2: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
         self.d_inner = config.expand * d_model
         if self.d_inner % config.head_dim:
             raise ValueError(f"mamba2: expand * d_model = {self.d_inner} must be a multiple of head_dim "

@@ -50,7 +50,7 @@ class PRISMConfig(MixerConfig):
     norm_eps: float = 1e-6
     init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
     chunk_size: int = 64
-    backend: str = "auto"            # auto | naive | torch | triton (kernels.prism)
+    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.prism)
 
 
 @register_mixer("prism")
@@ -63,8 +63,6 @@ class PRISM(Mixer):
         config = PRISMConfig() if config is None else config
         super().__init__(d_model, config, layer_idx)
         c = config
-        if c.backend not in BACKENDS:
-            raise ValueError(f"prism: backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
         if not 1 <= c.steps <= 4:
             raise ValueError(f"prism.steps (solver steps L) must be in 1..4, got {c.steps}")
         if c.solver == "closed_form" and c.gain == "none":
@@ -82,7 +80,7 @@ class PRISM(Mixer):
 
         self.conv = ShortConv(d_model, c.conv_size, "silu") if c.anchor == "conv" else None
         # Every full-rank projection of U is one matmul (in_proj), split afterwards: one GEMM and one autograd node
-        # instead of six, which at training sizes is host time, not GPU time (benchmarks/results). Output order:
+        # instead of six, which at training sizes is host time, not GPU time (docs/benchmarks.md). Output order:
         # q and keys (adjacent: one normalisation kernel reads both), v, [r: r[1] = v - U_h needs U in value width
         # when H*d != D], [p: gains], b (betas), a (decay). Only p, b and a have biases (in_bias, the output's tail).
         needs_res = c.solver == "paper" and HD != d_model

@@ -15,6 +15,7 @@ or token by token gives the same outputs. The scan over mini-batches is serial b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class TTTMLPConfig(MixerConfig):
     checkpoint_group: int = 0  # recompute groups of this many mini-batches in the backward (0 = off)
     compile: bool = False  # run the mini-batch step under torch.compile (for the GPU)
     init_std: float = 0.02
-    backend: str = "auto"  # naive | torch | auto (kernels.ttt)
+    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.ttt)
 
 
 @register_mixer("ttt_mlp")
@@ -51,8 +52,6 @@ class TTTMLP(Mixer):
 
     def __init__(self, d_model: int, config: TTTMLPConfig, layer_idx: int = 0):
         super().__init__(d_model, config, layer_idx)
-        if config.backend not in BACKENDS:
-            raise ValueError(f"ttt_mlp: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
         b, d = config.mini_batch_size, config.head_dim
         if d < 1 or d_model % d:
             raise ValueError(f"ttt_mlp: d_model {d_model} must be a multiple of head_dim {d}")

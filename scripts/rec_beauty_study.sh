@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Beauty mixer-swap table (README, Sequential recommendation): every (mixer, seed) of
+# The Beauty mixer-swap table (docs/data.md, recommendation results): every (mixer, seed) of
 #   compare.py experiment=rec_beauty --patterns attention prism gdn gla mamba2 ttt_mlp --seeds 0 1 2
 # as its own process, all at once (the models are tiny: on one GPU they run side by side), then one table.
 #   bash scripts/rec_beauty_study.sh OUT [DATA] [overrides...]

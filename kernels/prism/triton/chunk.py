@@ -344,7 +344,7 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
 def _impl():
     """PRISM_TRITON_IMPL: split_fused (default; split with state.py's state kernel: no expanded sequence at all),
     split (only the state kernel on the expanded sequence) or expanded (every fla kernel on it)."""
-    impl = os.environ.get("PRISM_TRITON_IMPL", "split_fused")  # fastest on an H200 (benchmarks/results)
+    impl = os.environ.get("PRISM_TRITON_IMPL", "split_fused")  # fastest on an H200 (docs/benchmarks.md)
     if impl not in ("split", "split_fused", "expanded"):
         raise ValueError(f"PRISM_TRITON_IMPL must be 'split', 'split_fused' or 'expanded', got {impl!r}")
     return impl
