@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule as fla_naive
 
 from kernels.gated_delta_rule import chunk_flops, gated_delta_rule, l2norm
+from tests.kernels.weighted_grads import fwd_bwd
 
 NAMES = ["o", "state", "dq", "dk", "dv", "dg", "dbeta", "dh0"]
 
@@ -24,12 +25,6 @@ def inputs(B=2, T=37, H=2, K=8, V=6, seed=0, N=None):
     h0 = torch.randn(N or B, H, K, V, generator=g)
     return [x.requires_grad_() for x in (q, k, v, gl, beta, h0)]
 
-
-def fwd_bwd(fn, *xs, seed=1):
-    o, s = fn(*xs)
-    g = torch.Generator().manual_seed(seed)
-    loss = (o * torch.randn(o.shape, generator=g)).sum() + (s * torch.randn(s.shape, generator=g)).sum()
-    return [o, s, *torch.autograd.grad(loss, xs)]
 
 
 def fla_ref(q, k, v, g, beta, h):

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from fla.ops.gla.naive import naive_recurrent_gla as fla_naive
 
 from kernels.gla import chunk_flops, gla
+from tests.kernels.weighted_grads import fwd_bwd
 
 
 def rel(a, b):
@@ -20,13 +21,6 @@ def inputs(B=2, T=37, H=2, K=8, V=6, dtype=torch.float32, seed=0):
     h0 = torch.randn(B, H, K, V, generator=g, dtype=dtype)
     return [x.requires_grad_() for x in (q, k, v, gk, h0)]
 
-
-def fwd_bwd(fn, q, k, v, gk, h0, seed=1):
-    o, s = fn(q, k, v, gk, h0)
-    g = torch.Generator().manual_seed(seed)
-    loss = (o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() \
-        + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
-    return [o, s, *torch.autograd.grad(loss, (q, k, v, gk, h0))]
 
 
 @pytest.mark.parametrize("chunk_size", [16, 64])

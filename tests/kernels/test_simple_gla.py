@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from fla.ops.simple_gla.naive import naive_recurrent_simple_gla as fla_naive
 
 from kernels.simple_gla import simple_gla
+from tests.kernels.weighted_grads import fwd_bwd
 
 NAMES = ["o", "state", "dq", "dk", "dv", "dg", "dh0"]
 
@@ -22,13 +23,6 @@ def inputs(B=2, T=37, H=2, K=8, V=6, dtype=torch.float32, seed=0, N=None):
     h0 = torch.randn(N or B, H, K, V, generator=g, dtype=dtype)
     return [x.requires_grad_() for x in (q, k, v, gl, h0)]
 
-
-def fwd_bwd(fn, q, k, v, gl, h0, seed=1):
-    o, s = fn(q, k, v, gl, h0)
-    g = torch.Generator().manual_seed(seed)
-    loss = (o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() \
-        + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
-    return [o, s, *torch.autograd.grad(loss, (q, k, v, gl, h0))]
 
 
 @pytest.mark.parametrize("chunk_size,scale", [(16, None), (64, 1.0)])
