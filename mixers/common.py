@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Mixer
+
 
 def segment_positions(cu_seqlens: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For packed sequences: (segment id, position inside its segment) of each of ``total`` tokens."""
@@ -115,3 +117,19 @@ def matrix_state_size(num_heads: int, d_k: int, d_v: int, conv: ShortConv | None
     """Numbers in the MixerState of one sequence of a linear mixer: a [num_heads, d_k, d_v] matrix and the short
     convolution's tail."""
     return num_heads * d_k * d_v + (conv.dim * (conv.kernel_size - 1) if conv is not None else 0)
+
+
+class MatrixStateMixer(Mixer):
+    """A linear mixer (gdn, gla) whose state is one [head_k, head_v] matrix per head plus its short convolution's
+    tail over [q, k, v]. Subclasses set head_k, head_v, key_dim, value_dim and conv, and name their op's FLOP count."""
+    chunk_flops = None  # staticmethod(kernels.<op>.chunk_flops)
+
+    def state_size(self, seq_len=None):
+        return matrix_state_size(self.config.num_heads, self.head_k, self.head_v, self.conv)
+
+    def mixing_flops(self, seq_len: int) -> int:
+        """The short convolution and the chunked recurrence (the projections are each mixer's own)."""
+        c = self.config
+        conv = 2 * seq_len * c.conv_size * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0
+        return conv + self.chunk_flops(seq_len, c.num_heads, self.head_k, self.head_v, c.chunk_size)
+

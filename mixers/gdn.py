@@ -19,8 +19,8 @@ from torch import nn
 from kernels.gated_delta_rule import BACKENDS, chunk_flops, gated_delta_rule
 from kernels.gla.utils import resolve_backend
 
-from .base import Mixer, MixerConfig, MixerState
-from .common import GatedHeadNorm, ShortConv, gated_output, matrix_state_size
+from .base import MixerConfig, MixerState
+from .common import GatedHeadNorm, MatrixStateMixer, ShortConv, gated_output
 from .registry import register_mixer
 
 
@@ -51,8 +51,9 @@ def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Te
 
 
 @register_mixer("gdn")
-class GatedDeltaNet(Mixer):
+class GatedDeltaNet(MatrixStateMixer):
     Config = GatedDeltaNetConfig
+    chunk_flops = staticmethod(chunk_flops)
 
     def __init__(self, d_model: int, config: GatedDeltaNetConfig, layer_idx: int = 0):
         super().__init__(d_model, config, layer_idx)
@@ -104,12 +105,8 @@ class GatedDeltaNet(Mixer):
         y = gated_output(o, x, mask, self.norm, self.g_proj, self.o_proj)
         return y, (MixerState(conv_state, rec_state) if use_cache else None)
 
-    def state_size(self, seq_len=None):
-        return matrix_state_size(self.config.num_heads, self.head_k, self.head_v, self.conv)
-
     def flops(self, seq_len):
         cfg, D, T = self.config, self.d_model, seq_len
         proj = 2 * T * D * (2 * self.key_dim + self.value_dim + 2 * cfg.num_heads)  # q, k, v, a, b
         proj += 2 * T * D * self.value_dim * (2 if cfg.use_gate else 1)  # output gate, o_proj
-        conv = 2 * T * cfg.conv_size * (2 * self.key_dim + self.value_dim) if self.conv is not None else 0
-        return proj + conv + chunk_flops(T, cfg.num_heads, self.head_k, self.head_v, cfg.chunk_size)
+        return proj + self.mixing_flops(T)
