@@ -242,10 +242,11 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
                 b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.)
                 b_R += tl.dot(b_qq, tl.trans(b_kl))
         b_bl = tl.load(p_b + l, mask=m_t, other=0.).to(tl.float32)
-        b_w = tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
-        b_ac += tl.dot(b_P * b_gs, b_w)
+        # matmul operands in the inputs' dtype (bf16 on the GPU), fp32 accumulation, as in fla's kernels
+        b_w = (tl.load(p_v + l * V, mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]).to(k.dtype.element_ty)
+        b_ac += tl.dot((b_P * b_gs).to(b_w.dtype), b_w)
         if WITH_O:
-            b_ao += tl.dot(b_R * b_gi, b_w)
+            b_ao += tl.dot((b_R * b_gi).to(b_w.dtype), b_w)
     b_v0 = tl.load(p_v, mask=m_tv, other=0.).to(tl.float32)
     p_d = dvp + (r_t[:, None] * H + i_h) * V + o_v[None, :]
     tl.store(p_d, (b_v0 - b_ac).to(p_d.dtype.element_ty), mask=m_tv)
@@ -266,6 +267,7 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
                            BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
+    dt = k.dtype.element_ty  # the matmuls' operand dtype
     if IS_VARLEN:
         i_tg = i_t.to(tl.int64)
         i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
@@ -317,9 +319,11 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
         for i_v in range(tl.cdiv(V, BV)):
             o_v = i_v * BV + tl.arange(0, BV)
             m_tv = m_t[:, None] & (o_v < V)[None, :]
-            b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32) * b_bl[:, None]
-            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
-            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            # matmul operands in the inputs' dtype (bf16 on the GPU), fp32 accumulation, as in fla's kernels
+            b_w = (tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+                   * b_bl[:, None]).to(dt)
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(dt)
+            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(dt)
             b_dSc += tl.dot(b_d, tl.trans(b_w))
             b_dSo += tl.dot(b_o, tl.trans(b_w))
         b_S = b_P * b_gs
@@ -327,6 +331,7 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
         b_Ec = -b_dSc * b_gs
         b_Eo = b_dSo * b_gi * scale
         b_F = b_Ec * b_P + b_Eo * b_R
+        b_Slo, b_Rolo, b_Eclo, b_Eolo = b_S.to(dt), b_Ro.to(dt), b_Ec.to(dt), b_Eo.to(dt)
         b_dg += tl.sum(b_F, axis=1) - tl.sum(b_F, axis=0)
         b_db = tl.zeros([BT], dtype=tl.float32)
         b_fs = tl.zeros([BT], dtype=tl.float32)
@@ -334,8 +339,8 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
             o_v = i_v * BV + tl.arange(0, BV)
             m_v = o_v < V
             m_tv = m_t[:, None] & m_v[None, :]
-            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
-            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+            b_d = tl.load(p_dd + o_v[None, :], mask=m_tv, other=0.).to(dt)
+            b_o = tl.load(p_do + o_v[None, :], mask=m_tv, other=0.).to(dt)
             b_vl = tl.load(p_v + l * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
             b_ws = tl.zeros([BT, BV], dtype=tl.float32)               # K_l dh
             for i_k in range(tl.cdiv(K, BK)):
@@ -345,7 +350,7 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
                 b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.)
                 b_ws += tl.dot(b_kl, b_h.to(b_kl.dtype))
             b_fs += tl.sum(b_ws * b_vl, axis=1) * b_bl * b_dte
-            b_dw = tl.dot(tl.trans(b_Ro), b_o) - tl.dot(tl.trans(b_S), b_d) + b_ws * b_dte[:, None]
+            b_dw = tl.dot(tl.trans(b_Rolo), b_o) - tl.dot(tl.trans(b_Slo), b_d) + b_ws * b_dte[:, None]
             b_db += tl.sum(b_dw * b_vl, axis=1)
             tl.store(p_dv + l * V + o_v[None, :], (b_dw * b_bl[:, None]).to(dv.dtype.element_ty), mask=m_tv)
         tl.store(p_db + l, b_db.to(dbeta.dtype.element_ty), mask=m_t)
@@ -355,9 +360,9 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
             o_k = i_k * BK + tl.arange(0, BK)
             m_k = o_k < K
             m_tk = m_t[:, None] & m_k[None, :]
-            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            b_k0 = tl.load(p_k + o_k[None, :], mask=m_tk, other=0.).to(dt)
+            b_kl = tl.load(p_k + l * K + o_k[None, :], mask=m_tk, other=0.).to(dt)
+            b_qq = tl.load(p_q + o_k[None, :], mask=m_tk, other=0.).to(dt)
             b_hk = tl.zeros([BT, BK], dtype=tl.float32)               # W_l dh^T
             for i_v in range(tl.cdiv(V, BV)):
                 o_v = i_v * BV + tl.arange(0, BV)
@@ -365,11 +370,11 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
                 b_w = tl.load(p_v + l * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.)
                 b_h = tl.load(p_dh + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.)
                 b_hk += tl.dot(b_w, tl.trans(b_h.to(b_w.dtype)))
-            b_dkl = tl.dot(tl.trans(b_Ec), b_k0) + tl.dot(tl.trans(b_Eo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
+            b_dkl = tl.dot(tl.trans(b_Eclo), b_k0) + tl.dot(tl.trans(b_Eolo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
             tl.store(p_dk + l * K + o_k[None, :], b_dkl.to(dk.dtype.element_ty), mask=m_tk)
-            b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Ec, b_kl)
+            b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eclo, b_kl)
             tl.store(p_dk0 + o_k[None, :], b_acc, mask=m_tk)
-            b_acc = tl.load(p_dq + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eo, b_kl)
+            b_acc = tl.load(p_dq + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eolo, b_kl)
             tl.store(p_dq + o_k[None, :], b_acc, mask=m_tk)
         tl.debug_barrier()  # the accumulators' stores are read back below (and by the next step) by other threads
     b_dg += tl.where(o_t == last, tl.sum(b_dglast, axis=0), 0.)
