@@ -1,6 +1,7 @@
 """The baseline mixers gdn, gla, mamba2, ttt_mlp, linear_attention (torch paths, CPU, fp32): decoding token by token
-equals the parallel forward, causality, left padding with a mask equals the unpadded input, packed sequences equal separate
-runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on MQAR."""
+equals the parallel forward, causality, left padding with a mask equals the unpadded input, packed sequences equal
+separate runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on
+MQAR."""
 import pytest
 import torch
 
