@@ -19,10 +19,11 @@ logged to W&B (when logging.wandb) in one group (--group, default the output fol
 summary.json exists) is not run again, so re-running the same command with the same --out resumes a sweep; an
 interrupted run resumes from its last checkpoint.
 
-Outputs in <out>: runs.csv (every run), summary.csv and summary.md (per pattern, and per --vary value: the best
-learning rate by the mean of --metric over seeds, the metric's mean and standard deviation over seeds at that
-rate, per-slice accuracies, parameters and the recurrent state size from backbone.state_size at the evaluation
-sequence length (the longest validation sequence)), acc_vs_state.png, acc_by_slice.png, loss_curves.png and,
+Every metric of a run is taken at its selected checkpoint (summary.json: the validation whose monitored metric was
+best, where the test also ran). Outputs in <out>: runs.csv (every run), summary.csv and summary.md (per pattern, and
+per --vary value: the best learning rate by the mean of --metric over seeds, the metric's mean and standard
+deviation over seeds at that rate (4 decimals), per-slice accuracies, parameters and the recurrent state size from
+backbone.state_size at the evaluation sequence length (the longest validation sequence)), acc_vs_state.png, acc_by_slice.png, loss_curves.png and,
 with --vary, metric_by_setting.png. Everything is read back from the run folders (config.yaml, summary.json,
 metrics.csv, checkpoints), so --from-runs gives the same outputs without a W&B server.
 """

@@ -118,20 +118,30 @@ def build_loggers(cfg, run_dir: Path, config: dict, resume_step: int | None = No
     return loggers
 
 
-def build_trainer(cfg, run_dir: Path, module, loggers):
+def validation_interval(cfg, datamodule) -> int:
+    """trainer.val_check_interval in training batches: as given, or the length of one epoch for "epoch"."""
+    value = cfg.trainer.val_check_interval
+    if value == "epoch":
+        return max(1, len(datamodule.train_dataloader()))
+    if isinstance(value, int) and value >= 1:
+        return value
+    raise RunError(f"trainer.val_check_interval: a number of training batches (>= 1) or 'epoch', got {value!r}")
+
+
+def build_trainer(cfg, run_dir: Path, module, loggers, val_check_interval: int):
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     from datamodules.loader import ConsumedBatches
-    from lit_modules.callbacks import RNGState
+    from lit_modules.callbacks import BestValidation, RNGState
 
     t = cfg.trainer
     monitor, mode = module.monitor
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
                         save_last=True, enable_version_counter=False),
-        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"),
+        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"), BestValidation(monitor, mode),
     ]
     if t.ckpt_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False,
@@ -146,7 +156,8 @@ def build_trainer(cfg, run_dir: Path, module, loggers):
         precision = "bf16-mixed" if gpu else "32-true"
     limit_val = t.limit_val_batches if t.limit_val_batches <= 1.0 else int(t.limit_val_batches)
     return L.Trainer(
-        max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=val_check_interval,
+        check_val_every_n_epoch=None,
         limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
@@ -168,10 +179,12 @@ def _run(cfg) -> dict:
     import torch
     from omegaconf import OmegaConf
 
+    from lightning.pytorch.utilities import rank_zero_info
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
     from datamodules.registry import get_datamodule
     from lit_modules import task_module
+    from lit_modules.callbacks import BestValidation
 
     config = config_to_dict(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -192,18 +205,26 @@ def _run(cfg) -> dict:
     except ValueError as err:  # a value the mixers reject (e.g. prism.steps=5, a head count that does not divide)
         raise RunError(f"model: {err}") from None
     resume_step = check_checkpoint_matches(module, ckpt_path) if ckpt_path else None
+    interval = validation_interval(cfg, datamodule)
+    if cfg.trainer.val_check_interval == "epoch":
+        rank_zero_info(f"validation every epoch: {interval} training batches")
     if cfg.trainer.compile:
         # nn.Module.compile, not torch.compile(module): no _orig_mod wrapper, so the state dict and checkpoints
         # are the same as an eager run's and either can resume the other
         module.backbone.compile()
     run_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, run_dir, config, resume_step)
-    trainer = build_trainer(cfg, run_dir, module, loggers)
+    trainer = build_trainer(cfg, run_dir, module, loggers, interval)
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # val/... of the selected checkpoint (the one the test ran on), the last validation's under last/val/...
+    best = next(c for c in trainer.callbacks if isinstance(c, BestValidation)).metrics
+    if best:
+        metrics |= {f"last/{k}": v for k, v in metrics.items() if k.startswith("val/")}
+        metrics |= {k: v for k, v in best.items() if k != "step"} | {"best_step": best["step"]}
     if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
         best = trainer.checkpoint_callback.best_model_path or None
         for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
@@ -212,7 +233,7 @@ def _run(cfg) -> dict:
                    params=sum(p.numel() for p in module.parameters()),  # tied weights once
                    global_zero=trainer.is_global_zero)
     if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))  # metrics of the last validation
+        (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))
     for logger in loggers:
         logger.finalize("success")
         if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):

@@ -29,7 +29,17 @@ class ConfigError(ValueError):
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """The group's config names, with subfolders (e.g. experiment probes_paper/mqar)."""
+    folder = CONFIG_DIR / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+def _experiment_name(name: str) -> str:
+    """The experiment's name in run folders and W&B groups: its path under configs/experiment without .yaml
+    (probes_paper/mqar), or the stem of a user's own file."""
+    path = _group_file("experiment", name).resolve()
+    folder = (CONFIG_DIR / "experiment").resolve()
+    return path.relative_to(folder).with_suffix("").as_posix() if path.is_relative_to(folder) else path.stem
 
 
 def _load_yaml(path: Path, where: str) -> dict:
@@ -161,7 +171,7 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
     cfg = OmegaConf.structured(RunConfig)
     experiment = groups.get("experiment", DEFAULT_EXPERIMENT)
     cfg = _merge_file(cfg, "experiment", experiment)
-    cfg.experiment = Path(experiment).stem
+    cfg.experiment = _experiment_name(experiment)
     for group in ("data", "mixer"):
         if group in groups:
             cfg = _merge_file(cfg, group, groups[group])

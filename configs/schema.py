@@ -5,7 +5,7 @@ checks (its error lists the allowed values)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 
 @dataclass
@@ -44,7 +44,9 @@ class OptimConfig:
 @dataclass
 class TrainerConfig:
     max_steps: int = 1000
-    val_check_interval: int = 200  # optimiser... batches between validations (counted across epochs)
+    # training batches between validations (counted across epochs), or "epoch": one pass over the training data
+    # (the datamodule's epoch length, whatever the data set)
+    val_check_interval: Union[int, str] = 200
     limit_val_batches: float = 1.0  # fraction (<= 1.0) or number of batches (> 1)
     accelerator: str = "auto"
     devices: Any = "auto"

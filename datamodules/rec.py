@@ -28,6 +28,7 @@ from typing import Any, List, Literal, Optional
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -65,7 +66,8 @@ class RecConfig:
     num_negatives: Optional[int] = None  # sampled_softmax: shared per batch (default 256); bce: per target (1)
     pos_emb: bool = False            # learned positional embedding (for mixers without position information)
     ks: list[int] = field(default_factory=lambda: [10, 20])
-    filter_seen: bool = False        # score the user's earlier items -inf before ranking (RecBole default: off)
+    filter_seen: bool = False        # select the checkpoint on val/filtered/ndcg@10 (the user's earlier items out of
+                                     # the ranking), not val/ndcg@10; both protocols are always reported
     sampled_eval: List[SampledProtocol] = field(default_factory=list)  # extra sampled evaluation protocols
     eval_seed: int = 0               # seed of the sampled-protocol negatives (fixed across runs and models)
 
@@ -172,6 +174,30 @@ def sample_uniform(rng: np.random.Generator, num_items: int, target: np.ndarray,
     return neg + (neg >= target[:, None])
 
 
+def sample_outside_history(rng: np.random.Generator, num_items: int, items: np.ndarray, start: np.ndarray,
+                           hi: np.ndarray, k: int) -> np.ndarray:
+    """k negatives per row, uniform with replacement over the items outside the row's history items[start:hi] and
+    its target items[hi] (SASRec's sampled evaluation). Rows without such items get 0s (ignored)."""
+    S, base = len(hi), num_items + 1
+    row_of = np.repeat(np.arange(S), hi - start + 1)                   # history and target of each row
+    pos = np.arange(len(row_of)) - np.repeat(np.cumsum(hi - start + 1) - (hi - start + 1), hi - start + 1)
+    keys = np.unique(row_of * base + items[np.repeat(start, hi - start + 1) + pos])
+    free = num_items - np.bincount(keys // base, minlength=S)
+    out = rng.integers(1, num_items + 1, size=(S, k))
+    for _ in range(64):  # redraw the entries that hit the history or the target
+        found = keys[np.searchsorted(keys, np.arange(S)[:, None] * base + out).clip(max=len(keys) - 1)]
+        bad = (found == np.arange(S)[:, None] * base + out) & (free[:, None] > 0)
+        if not bad.any():
+            break
+        out[bad] = rng.integers(1, num_items + 1, size=int(bad.sum()))
+    else:  # rare: a history covering nearly the whole catalogue
+        for r in np.flatnonzero(bad.any(1)):
+            pool = np.setdiff1d(np.arange(1, base), items[start[r]:hi[r] + 1])
+            out[r] = rng.choice(pool, size=k)
+    out[free == 0] = 0
+    return out
+
+
 def sample_excluding(rng: np.random.Generator, num_items: int, users: np.ndarray, seq: Sequences,
                      k: int) -> np.ndarray:
     """k distinct negatives per row, uniform over items the row's user never interacted with (S3-Rec).
@@ -202,6 +228,19 @@ def sample_excluding(rng: np.random.Generator, num_items: int, users: np.ndarray
         chosen = rng.choice(pool, size=min(k, len(pool)), replace=False)
         out[r, :len(chosen)] = chosen
     return out
+
+
+def describe(path, fmt: str, cfg: RecConfig, seq: Sequences, train_lengths: np.ndarray, val_users: np.ndarray,
+             test_users: np.ndarray, train_rows: int) -> str:
+    """The start-up line: the file, its format (detected or given), the protocol and the counts of every split."""
+    split = "leave-one-out" if cfg.split == "loo" else "time split " + "/".join(f"{x:g}" for x in cfg.time_split)
+    detected = f"{fmt}, detected" if cfg.format == "auto" else fmt
+    targets = np.maximum(train_lengths - 1, 0)
+    return (f"rec: {path.name} (format {detected}; {split}): {seq.num_users:,} users, {seq.num_items:,} items, "
+            f"{len(seq.items):,} interactions; train: {int(train_lengths.sum()):,} interactions of "
+            f"{int((train_lengths > 0).sum()):,} users, {int(targets.sum()):,} targets in {train_rows:,} rows; "
+            f"validation: {len(val_users):,} targets of {len(np.unique(val_users)):,} users; test: "
+            f"{len(test_users):,} targets of {len(np.unique(test_users)):,} users")
 
 
 @register_datamodule("rec")
@@ -287,9 +326,9 @@ class RecDataModule(L.LightningDataModule):
             val_hi, test_hi = idx[is_val], idx[is_test]
             val_users, test_users = user_of[is_val], user_of[is_test]
             val_start, test_start = starts[val_users], starts[test_users]
-            log.info("rec: time split at t=%g and t=%g: %.1f%% / %.1f%% / %.1f%% of interactions", cut1, cut2,
-                     100 * np.mean(times < cut1), 100 * np.mean((times >= cut1) & (times < cut2)),
-                     100 * np.mean(times >= cut2))
+            rank_zero_info(f"rec: time split at t={cut1:g} and t={cut2:g}: {100 * np.mean(times < cut1):.1f}% / "
+                           f"{100 * np.mean((times >= cut1) & (times < cut2)):.1f}% / "
+                           f"{100 * np.mean(times >= cut2):.1f}% of interactions")
             if len(val_hi) == 0 or len(test_hi) == 0:
                 raise ValueError(f"{path}: the time split leaves no {'validation' if len(val_hi) == 0 else 'test'} "
                                  f"interaction with a history (timestamps too coarse or too few users)")
@@ -300,9 +339,7 @@ class RecDataModule(L.LightningDataModule):
         self.val_data = self._eval_rows(seq, val_users, val_start, val_hi, 1)
         self.test_data = self._eval_rows(seq, test_users, test_start, test_hi, 2)
         self.seq = seq
-        log.info("rec: %s (%s, %s split): %d users, %d items, %d interactions; %d train rows, %d val, %d test",
-                 path.name, fmt, cfg.split, seq.num_users, seq.num_items, len(items), len(self.train_data),
-                 len(self.val_data), len(self.test_data))
+        rank_zero_info(describe(path, fmt, cfg, seq, train_hi - train_lo, val_users, test_users, len(lo)))
 
     def _eval_rows(self, seq: Sequences, users, start, hi, salt: int) -> EvalRows:
         cfg = self.config
@@ -313,6 +350,8 @@ class RecDataModule(L.LightningDataModule):
             k = SAMPLED_SIZES[name]
             if name == "uniform100":
                 negatives[name] = sample_uniform(rng, seq.num_items, seq.items[hi], k)
+            elif name == "excl_history100":
+                negatives[name] = sample_outside_history(rng, seq.num_items, seq.items, start, hi, k)
             else:
                 negatives[name] = sample_excluding(rng, seq.num_items, users, seq, k)
         return EvalRows(seq.items, lo.astype(np.int64), hi.astype(np.int64), start.astype(np.int64), negatives)

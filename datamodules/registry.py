@@ -11,7 +11,8 @@ import importlib
 from dataclasses import is_dataclass
 
 _DATAMODULES: dict[str, type] = {}
-_BUILTIN_MODULES = ("datamodules.mqar", "datamodules.text", "datamodules.rec", "datamodules.probes")
+_BUILTIN_MODULES = ("datamodules.mqar", "datamodules.text", "datamodules.rec", "datamodules.probes",
+                    "datamodules.probes_paper")
 
 
 def register_datamodule(name: str):

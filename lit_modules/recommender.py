@@ -10,10 +10,12 @@ over the target and ``num_negatives`` (default 256) uniform negatives shared by 
 a row's target is masked); ``bce`` binary cross-entropy with ``num_negatives`` (default 1) uniform negatives per
 target, never the target itself (SASRec). Losses are normalised by the global number of targets.
 
-Evaluation (see lit_modules/rank_metrics.py): every item 1..N is scored (padding never), pessimistic rank of
-the target, HR@K, NDCG@K, MRR and AUC; ``filter_seen`` removes the user's earlier items (except the target)
-from the candidates; the sampled protocols of ``data.sampled_eval`` rank the target against the datamodule's
-fixed negatives and are logged under ``val/sampled_<protocol>/...``.
+Evaluation (see lit_modules/rank_metrics.py), one pass for every protocol: every item 1..N is scored (padding
+never), pessimistic rank of the target, HR@K, NDCG@K, MRR and AUC against the whole catalogue (``val/...``) and
+against the catalogue without the user's earlier items (``val/filtered/...``, the target always stays); the
+sampled protocols of ``data.sampled_eval`` rank the target against the datamodule's fixed negatives and are
+logged under ``val/sampled_<protocol>/...``. ``data.filter_seen`` picks the protocol whose NDCG@10 selects the
+checkpoint (``val/ndcg@10`` or ``val/filtered/ndcg@10``); the test reports every protocol at that checkpoint.
 """
 from __future__ import annotations
 
@@ -32,12 +34,11 @@ from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_ra
 Loss = Literal["ce", "sampled_softmax", "bce"]
 DEFAULT_NEGATIVES = {"sampled_softmax": 256, "bce": 1}
 # Sampled evaluation protocols (``data.sampled_eval``): negatives ranked against the target in each row.
-SAMPLED_SIZES = {"uniform100": 100, "excl99": 99}
+SAMPLED_SIZES = {"uniform100": 100, "excl99": 99, "excl_history100": 100}
 SampledProtocol = Literal[tuple(SAMPLED_SIZES)]
 
 
 class SequentialRecommender(TaskModule):
-    monitor = ("val/ndcg@10", "max")
 
     def __init__(self, cfg: dict, num_items: int):
         super().__init__(cfg)
@@ -53,6 +54,7 @@ class SequentialRecommender(TaskModule):
             raise ValueError(f"data.loss: invalid value {self.loss_name!r}, expected one of {list(losses)}")
         self.num_negatives = int(data_cfg.get("num_negatives") or DEFAULT_NEGATIVES.get(self.loss_name, 0))
         self.filter_seen = bool(data_cfg.get("filter_seen", False))
+        self.monitor = ("val/filtered/ndcg@10" if self.filter_seen else "val/ndcg@10", "max")
         self.ks = sorted({int(k) for k in data_cfg.get("ks", [10, 20])} | {10})  # 10: the monitored NDCG@10
         self.sampled_protocols = [str(p) for p in data_cfg.get("sampled_eval", [])]
 
@@ -135,7 +137,8 @@ class SequentialRecommender(TaskModule):
 
     # ---- evaluation --------------------------------------------------------------------------------------
     def metric_names(self) -> list[str]:
-        names = ["loss"] + list(rank_metrics(torch.ones(1), torch.ones(1), self.ks))
+        full = list(rank_metrics(torch.ones(1), torch.ones(1), self.ks))
+        names = ["loss"] + full + [f"filtered/{m}" for m in full]
         for p in self.sampled_protocols:
             ks = [k for k in self.ks if k <= SAMPLED_SIZES.get(p, 100)]
             names += [f"sampled_{p}/{m}" for m in rank_metrics(torch.ones(1), torch.ones(1), ks)]
@@ -149,11 +152,11 @@ class SequentialRecommender(TaskModule):
         target = batch["target"]
         B = scores.shape[0]
         candidates = torch.ones_like(scores, dtype=torch.bool)
-        if self.filter_seen:
-            candidates.scatter_(1, batch["history"], False)
         candidates[:, 0] = False
-        rank, num = pessimistic_rank(scores, target, candidates)
-        metrics = rank_metrics(rank, num, self.ks)
+        metrics = rank_metrics(*pessimistic_rank(scores, target, candidates), self.ks)
+        unseen = candidates.scatter(1, batch["history"], False)  # the history's padding 0 is out already
+        metrics.update({f"filtered/{m}": v for m, v in
+                        rank_metrics(*pessimistic_rank(scores, target, unseen), self.ks).items()})
         metrics["loss"] = torch.logsumexp(scores[:, 1:], dim=1) - scores.gather(1, target.view(B, 1)).view(B)
         for p in self.sampled_protocols:
             negatives = batch[f"negatives_{p}"]

@@ -1,5 +1,7 @@
 """Softmax attention: torch SDPA (FlashAttention backend on GPU), RoPE, grouped KV heads, sliding window,
-KV cache. Positions count real tokens only, so a left-padded sequence attends exactly like the unpadded one."""
+KV cache. Positions count real tokens only, so a left-padded sequence attends exactly like the unpadded one.
+``conv_size`` > 0 puts a causal depthwise convolution + SiLU in front of the q/k/v projections (the PRISM paper's
+probing Transformer uses kernel 3; docs/mixers.md); its tail is part of the decoding state."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Mixer, MixerConfig, MixerState
-from .common import segment_positions
+from .common import ShortConv, segment_positions
 from .registry import register_mixer
 
 
@@ -21,16 +23,18 @@ class AttentionConfig(MixerConfig):
     head_dim: Optional[int] = None  # default d_model // num_heads
     window: Optional[int] = None  # sliding window: a token sees itself and the window-1 tokens before it
     rope_theta: float = 10000.0
+    conv_size: int = 0  # > 0: causal depthwise conv (this kernel) + SiLU before the q/k/v projections
     init_std: float = 0.02
 
 
 def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
     """Rotate pairs (x[..., :d/2], x[..., d/2:]) of x [B, T, H, d] by angle position * theta^(-2i/d)."""
     half = x.shape[-1] // 2
-    freqs = theta ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.float()[..., None] * freqs  # [B, T, half]
+    dtype = torch.promote_types(x.dtype, torch.float32)  # fp32; fp64 stays fp64
+    freqs = theta ** (-torch.arange(half, device=x.device, dtype=dtype) / half)
+    angles = positions.to(dtype)[..., None] * freqs  # [B, T, half]
     cos, sin = angles.cos()[:, :, None], angles.sin()[:, :, None]
-    x1, x2 = x.float()[..., :half], x.float()[..., half:]
+    x1, x2 = x.to(dtype)[..., :half], x.to(dtype)[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
@@ -48,6 +52,9 @@ class Attention(Mixer):
                              f"({self.num_kv_heads})")
         if self.head_dim % 2:
             raise ValueError(f"attention: head_dim must be even for RoPE, got {self.head_dim}")
+        if config.conv_size < 0:
+            raise ValueError(f"attention: conv_size must be >= 0 (0 = no conv), got {config.conv_size}")
+        self.conv = ShortConv(d_model, config.conv_size, "silu") if config.conv_size > 0 else None
         kv = self.num_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_model, self.num_heads * self.head_dim + 2 * kv, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, d_model, bias=False)
@@ -57,6 +64,10 @@ class Attention(Mixer):
     def forward(self, x, *, mask=None, cu_seqlens=None, state=None, use_cache=False):
         B, T, _ = x.shape
         H, Hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        conv_tail = None
+        if self.conv is not None:
+            x, conv_tail = self.conv(x, mask=mask, cu_seqlens=cu_seqlens, state=None if state is None else state.conv,
+                                     use_cache=use_cache)
         q, k, v = self.qkv(x).split([H * d, Hkv * d, Hkv * d], dim=-1)
         q, k, v = q.view(B, T, H, d), k.view(B, T, Hkv, d), v.view(B, T, Hkv, d)
         real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
@@ -99,7 +110,7 @@ class Attention(Mixer):
         new_state = None
         if use_cache:
             keep = k.shape[1] if self.config.window is None else min(k.shape[1], self.config.window)
-            new_state = MixerState(None, {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:],
+            new_state = MixerState(conv_tail, {"k": k[:, -keep:], "v": v[:, -keep:], "pos": pos_k[:, -keep:],
                                           "real": real_k[:, -keep:], "next_pos": start + real.long().sum(1)})
         return y, new_state
 
@@ -128,11 +139,13 @@ class Attention(Mixer):
         if seq_len is None:
             raise ValueError("attention: the KV cache grows with the sequence; pass seq_len")
         kept = seq_len if self.config.window is None else min(seq_len, self.config.window)
-        return 2 * kept * self.num_kv_heads * self.head_dim
+        conv = self.d_model * (self.config.conv_size - 1) if self.conv is not None else 0
+        return 2 * kept * self.num_kv_heads * self.head_dim + conv
 
     def flops(self, seq_len: int) -> int:
         H, Hkv, d, D = self.num_heads, self.num_kv_heads, self.head_dim, self.d_model
         projections = 2 * seq_len * D * (2 * H * d + 2 * Hkv * d)
         w = self.config.window
         pairs = seq_len * (seq_len + 1) // 2 if w is None else sum(min(t + 1, w) for t in range(seq_len))
-        return projections + 4 * pairs * H * d  # QK^T and AV over the causal pairs
+        conv = 2 * seq_len * D * self.config.conv_size
+        return projections + conv + 4 * pairs * H * d  # QK^T and AV over the causal pairs

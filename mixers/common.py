@@ -98,8 +98,9 @@ class GatedHeadNorm(nn.Module):
         self.eps = eps
 
     def forward(self, o: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
-        """o, gate: [B, T, H, d]; without a gate (None) the plain per-head RMSNorm, in fp32."""
-        o = F.rms_norm(o.float(), (o.shape[-1],), self.weight.float(), self.eps)
+        """o, gate: [B, T, H, d]; without a gate (None) the plain per-head RMSNorm, in fp32 (fp64 stays fp64)."""
+        dtype = torch.promote_types(o.dtype, torch.float32)
+        o = F.rms_norm(o.to(dtype), (o.shape[-1],), self.weight.to(dtype), self.eps)
         return o if gate is None else o.to(gate.dtype) * F.silu(gate)
 
 

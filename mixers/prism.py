@@ -82,7 +82,8 @@ class PRISM(Mixer):
         # Every full-rank projection of U is one matmul (in_proj), split afterwards: one GEMM and one autograd node
         # instead of six, which at training sizes is host time, not GPU time (docs/benchmarks.md). Output order:
         # q and keys (adjacent: one normalisation kernel reads both), v, [r: r[1] = v - U_h needs U in value width
-        # when H*d != D], [p: gains], b (betas), a (decay). Only p, b and a have biases (in_bias, the output's tail).
+        # when H*d != D], [p: gains], b (betas), a (decay). Only p, b and a have biases (in_bias, from p on); with
+        # decay: gdn the decay's bias is dt_bias, so in_bias stops after b and the a columns get none.
         needs_res = c.solver == "paper" and HD != d_model
         full_p = c.gain_rank == 0 and (c.solver == "closed_form" or c.gain == "learned")
         self._widths = [HD * (1 + (1 if c.shared_key else L)), HD, HD if needs_res else 0, L * HD if full_p else 0,
@@ -92,7 +93,7 @@ class PRISM(Mixer):
         p_bias = torch.full((self._widths[3],), 1.0 if c.solver == "paper" else 0.0)  # p starts near 1; P at 1/2
         a_bias = torch.logit(alpha0) if c.decay == "sigmoid" else torch.zeros(0)
         self.in_bias = nn.Parameter(torch.cat([p_bias, torch.zeros(H * L), a_bias]))
-        self._unbiased = sum(self._widths) - self.in_bias.numel()
+        self._bias_start = sum(self._widths[:3])                          # in_bias covers columns from p on
         # a rank-r gain map is its own two matmuls
         self.p_proj = None
         if c.gain_rank > 0 and (c.solver == "closed_form" or c.gain == "learned"):
@@ -120,7 +121,8 @@ class PRISM(Mixer):
         n = sum(self._widths)
         pad = -n % 64
         w = F.pad(self.in_proj.weight, (0, 0, 0, pad))
-        return F.linear(u, w, F.pad(self.in_bias, (self._unbiased, pad))).split(self._widths + [pad], -1)[:6]
+        bias = F.pad(self.in_bias, (self._bias_start, n + pad - self._bias_start - self.in_bias.numel()))
+        return F.linear(u, w, bias).split(self._widths + [pad], -1)[:6]
 
     def _log_decay(self, a: torch.Tensor) -> torch.Tensor:
         """log alpha from the decay projection a = U Wa (+ ba)."""

@@ -14,7 +14,7 @@ _MIXERS: dict[str, type[Mixer]] = {}
 # Modules of this repository that register the built-in mixers, imported on the first look-up (not at import of
 # this module, which the mixers themselves import).
 _BUILTIN_MODULES = ("mixers.attention", "mixers.prism", "mixers.gdn", "mixers.gla", "mixers.mamba2",
-                    "mixers.ttt_mlp")
+                    "mixers.ttt_mlp", "mixers.linear_attention")
 
 
 def register_mixer(name: str):

@@ -15,4 +15,4 @@ for m in ${MIXERS:-attention prism gdn gla mamba2 ttt_mlp}; do
 done
 wait
 python3 compare.py --from-runs "$out" --metric val/ndcg@10 \
-  --columns test/hr@10 test/ndcg@10 test/hr@20 test/ndcg@20 test/mrr
+  --columns test/hr@10 test/ndcg@10 test/hr@20 test/ndcg@20 test/mrr test/filtered/hr@10 test/filtered/ndcg@10

@@ -167,3 +167,26 @@ def test_bad_text_data_stops_before_any_output(tmp_path, capsys, content, overri
     err = capsys.readouterr().err
     assert code == 2 and message in err and str(path) in err, err
     assert not out.exists()
+
+
+def test_summary_holds_the_selected_checkpoints_validation_and_epoch_validation(tmp_path):
+    # lr 1.0 makes the validation loss move up and down: the selected (best) validation is not the last one
+    metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=epoch", "data.train_examples=64",
+                       "optim.lr=1.0", "optim.warmup_steps=0", "optim.schedule=constant"))
+    with open(Path(metrics["run_dir"]) / "metrics.csv") as f:
+        vals = [r for r in csv.DictReader(f) if r["val/loss"]]
+    assert [int(r["step"]) for r in vals] == [1, 3, 5, 7]  # every epoch: 64 examples at batch 32, 2 batches
+    best = min(vals, key=lambda r: float(r["val/loss"]))  # the first of equals, as ModelCheckpoint
+    assert best is not vals[-1] and best["val/acc"] != vals[-1]["val/acc"]
+    summary = json.loads((Path(metrics["run_dir"]) / "summary.json").read_text())
+    assert summary["best_step"] == int(best["step"]) + 1
+    assert summary["val/loss"] == pytest.approx(float(best["val/loss"]))
+    assert summary["val/acc"] == pytest.approx(float(best["val/acc"]))
+    assert summary["last/val/loss"] == pytest.approx(float(vals[-1]["val/loss"]))
+    ckpt = torch.load(Path(metrics["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=False)
+    assert ckpt["global_step"] == summary["best_step"]
+
+
+def test_validation_interval_must_be_batches_or_epoch(tmp_path):
+    code = main([*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", "trainer.val_check_interval=often"])
+    assert code == 2

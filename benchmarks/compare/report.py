@@ -142,9 +142,10 @@ def fmt_count(n) -> str:
 
 
 def fmt_acc(mean: float, std: float | None = None) -> str:
+    """4 decimals: recommendation metrics (HR@10 near 0.08) are compared with published ones to the 4th."""
     if mean is None or math.isnan(mean):
         return "-"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | None,

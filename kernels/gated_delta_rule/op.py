@@ -11,8 +11,9 @@ BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / sqrt(sum x^2 + eps) over the last dim, in fp32: fla's l2norm (use_qk_l2norm_in_kernel)."""
-    xf = x.float()
+    """x / sqrt(sum x^2 + eps) over the last dim, in fp32 (fp64 stays fp64): fla's l2norm
+    (use_qk_l2norm_in_kernel)."""
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
     return (xf * torch.rsqrt((xf * xf).sum(-1, keepdim=True) + eps)).to(x.dtype)
 
 

@@ -90,7 +90,8 @@ def _leaves(node: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*/**/*.yaml")),
+                         ids=lambda p: p.relative_to(CONFIG_DIR).with_suffix("").as_posix())
 def test_yaml_files_hold_only_what_differs_from_the_defaults(path, tmp_path):
     """Defaults live in the dataclasses: every key of a recipe changes the config it is merged into (the schema's
     and the Config dataclasses' defaults, after the recipe's own ``defaults`` groups)."""

@@ -1,5 +1,6 @@
 import gzip
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -156,7 +157,7 @@ def test_compose_rejects_unknown_choice():
 # ---- splits on Beauty ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def beauty(data_file):
-    return _dm(data_file("beauty"), sampled_eval=["uniform100", "excl99"])
+    return _dm(data_file("beauty"), sampled_eval=["uniform100", "excl99", "excl_history100"])
 
 
 def test_beauty_counts(beauty):
@@ -211,6 +212,11 @@ def test_sampled_negatives(beauty, data_file):
         for u in range(0, 2000, 97):
             owned = set(seq.items[seq.offsets[u]:seq.offsets[u + 1]].tolist())
             assert not owned & set(excl[u].tolist())  # never an item of the user's sequence
+        # SASRec's: 100 draws with replacement, never the target or an item of the input history
+        hist = batch["negatives_excl_history100"]
+        assert hist.shape[1] == 100 and ((hist >= 1) & (hist <= 12101)).all() and not (hist == target).any()
+        assert not (hist[:, :, None] == batch["history"][:, None, :]).any()
+        assert (hist.sort(1).values.diff(dim=1) == 0).any()  # repeats happen (with replacement)
     again = _dm(data_file("beauty"), sampled_eval=["excl99"])  # fixed by data.eval_seed
     assert np.array_equal(again.test_data.negatives["excl99"], beauty.test_data.negatives["excl99"])
 
@@ -245,7 +251,7 @@ def test_time_split(tmp_path):
         lines += [f"{u} {i} {t}" for i, t in zip(items, times)]
     rng.shuffle(lines)
     p = _write(tmp_path, "pairs.txt", "\n".join(lines) + "\n")
-    dm = _dm(p, split="time", maxlen=5, sampled_eval=["excl99", "uniform100"])
+    dm = _dm(p, split="time", maxlen=5, sampled_eval=["excl99", "uniform100", "excl_history100"])
     seq, times = dm.seq, dm.seq.times
     cut1, cut2 = np.sort(times)[[round(0.7 * len(times)), round(0.85 * len(times))]]
     tr = dm.train_data
@@ -265,6 +271,9 @@ def test_time_split(tmp_path):
     assert b["input_ids"].shape[1] <= 5
     # tiny catalogue: fewer unseen items than 99 -> all of them, padded with 0
     assert (b["negatives_excl99"] == 0).any() and (b["negatives_uniform100"] != b["target"][:, None]).all()
+    hist = b["negatives_excl_history100"]  # 59 items, at most 11 of them the history and the target
+    assert (hist > 0).all() and not (hist == b["target"][:, None]).any()
+    assert not (hist[:, :, None] == b["history"][:, None, :]).any()
 
 
 def test_loaders(tmp_path, data_file):
@@ -274,3 +283,18 @@ def test_loaders(tmp_path, data_file):
     assert batch["input_ids"][:, -1].gt(0).all()  # left padding: the last column is always a real item
     val = next(iter(dm.val_dataloader()))
     assert val["input_ids"].shape[0] == 500 and set(val) == {"input_ids", "target", "history"}
+
+
+def test_start_up_line_names_the_format_and_the_counts(tmp_path, caplog):
+    p = _write(tmp_path, "u.txt", "1 1 2 3 4 5\n2 3 4 5\n")
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # Lightning's, which does not propagate
+    logger.addHandler(caplog.handler)
+    try:
+        _dm(p)
+        _dm(p, format="user_lines")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert ("rec: u.txt (format user_lines, detected; leave-one-out): 2 users, 5 items, 8 interactions; train: 4 "
+            "interactions of 2 users, 2 targets in 1 rows; validation: 2 targets of 2 users; test: 2 targets of 2 "
+            "users") in caplog.text
+    assert "(format user_lines; leave-one-out)" in caplog.text

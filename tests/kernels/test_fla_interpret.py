@@ -7,7 +7,7 @@ import os
 import pytest
 
 CASES = ["chunk_gla", "chunk_simple_gla", "chunk_gated_delta_rule", "chunk_gated_delta_rule_packed_qk_l2norm",
-         "mixer_gdn", "mixer_gla", "mixer_mamba2"]
+         "mixer_gdn", "mixer_gla", "mixer_mamba2", "mixer_linear_attention"]
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,8 @@ def test_losses_learn_a_batch(loss):
 def test_untied_output_and_monitor():
     model = _model(20, "model.tie_embeddings=false")
     assert model.out_emb is not None and model.output_weight is model.out_emb.weight
-    assert SequentialRecommender.monitor == ("val/ndcg@10", "max")
+    assert model.monitor == ("val/ndcg@10", "max")
+    assert _model(20, "data.filter_seen=true").monitor == ("val/filtered/ndcg@10", "max")
 
 
 def _evaluate(model, scores, batch):
@@ -149,8 +150,9 @@ def test_eval_ranks_full_catalogue_filter_seen_and_sampled():
     batch = {"input_ids": torch.tensor([[1, 2], [0, 5]]), "target": torch.tensor([3, 4]),
              "history": torch.tensor([[1, 2], [0, 5]]),
              "negatives_uniform100": torch.tensor([[1, 4, 4, 0], [5, 1, 1, 2]]),
-             "negatives_excl99": torch.tensor([[4, 5, 0, 0], [1, 2, 3, 0]])}
-    model = _model(5, "data.ks=[1,2,20]", "data.sampled_eval=[uniform100,excl99]")
+             "negatives_excl99": torch.tensor([[4, 5, 0, 0], [1, 2, 3, 0]]),
+             "negatives_excl_history100": torch.tensor([[4, 5, 5, 0], [1, 5, 3, 0]])}
+    model = _model(5, "data.ks=[1,2,20]", "data.sampled_eval=[uniform100,excl99,excl_history100]")
     m = _evaluate(model, scores, batch)
     # full ranking: ranks 3 and 2 among 5 items
     assert m["hr@1"] == 0 and m["hr@2"] == 0.5 and m["hr@20"] == 1
@@ -163,10 +165,13 @@ def test_eval_ranks_full_catalogue_filter_seen_and_sampled():
     assert "sampled_excl99/hr@20" in m  # K = 20 <= 99 negatives
     assert m["num_rows"] == 2
     assert m["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(scores[:, 1:], torch.tensor([2, 3]))))
-    # filter_seen: items 1, 2 (row 0) and 5 (row 1) leave the ranking, the padding column never enters it
-    model = _model(5, "data.ks=[1,2]", "data.filter_seen=true")
-    m = _evaluate(model, scores, batch)
-    assert m["hr@1"] == 1 and m["mrr"] == 1 and m["auc"] == 1
+    assert m["sampled_excl_history100/mrr"] == pytest.approx((1 + 1 / 2) / 2)  # row 1 loses to 5
+    # the same pass, filtered: items 1, 2 (row 0) and 5 (row 1) leave the ranking, the padding column never enters
+    assert m["filtered/hr@1"] == 1 and m["filtered/mrr"] == 1 and m["filtered/auc"] == 1
+    assert m["filtered/ndcg@20"] == 1 and "filtered/loss" not in m
+    # data.filter_seen only picks the monitored protocol: the numbers are the same
+    assert _evaluate(_model(5, "data.ks=[1,2,20]", "data.filter_seen=true", "data.sampled_eval=[uniform100,excl99,"
+                                "excl_history100]"), scores, batch) == m
 
 
 def test_trains_on_a_beauty_slice_and_tests_at_the_best_checkpoint(data_file, tmp_path):
@@ -178,17 +183,20 @@ def test_trains_on_a_beauty_slice_and_tests_at_the_best_checkpoint(data_file, tm
     cfg = compose_config(["experiment=rec_beauty", f"data.path={path}", "model.d_model=16",
                           "model.layers=[attention,rec_test_ema]", "model.repeat=1", "data.batch_size=64",
                           "data.maxlen=20",
-                          "data.sampled_eval=[uniform100,excl99]", "data.pos_emb=true", "trainer.max_steps=8",
+                          "data.sampled_eval=[uniform100,excl99,excl_history100]", "data.pos_emb=true",
+                          "trainer.max_steps=8",
                           "trainer.val_check_interval=4", "logging.wandb=false", f"logging.out_dir={tmp_path}",
                           "logging.name=run", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"])
     metrics = train.run(cfg)
     assert metrics["step"] == 8
     for split in ("val", "test"):
         for name in ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "auc", "loss", "sampled_uniform100/hr@10",
-                     "sampled_excl99/ndcg@10", "filter_seen"):
+                     "sampled_excl99/ndcg@10", "sampled_excl_history100/mrr", "filtered/ndcg@10", "filtered/auc",
+                     "filter_seen"):
             assert f"{split}/{name}" in metrics, f"{split}/{name}"
         assert 0 <= metrics[f"{split}/ndcg@10"] <= metrics[f"{split}/hr@10"] <= metrics[f"{split}/hr@20"] <= 1
     assert metrics["test/num_rows"] == 400 and metrics["test/filter_seen"] == 0
+    assert metrics["test/filtered/hr@10"] >= metrics["test/hr@10"]  # fewer candidates: never a worse rank
     # sampled protocols rank among 100 candidates: far easier than the full catalogue
     assert metrics["test/sampled_uniform100/hr@10"] >= metrics["test/hr@10"]
     summary = json.loads((tmp_path / "rec_beauty" / "run" / "summary.json").read_text())
@@ -219,3 +227,22 @@ def test_time_split_protocol_end_to_end(tmp_path):
         assert f"test/{name}" in metrics
     assert metrics["test/hr@500"] == 1.0  # 40 items: K > catalogue
     assert 0.0 <= metrics["test/auc"] <= 1.0 and metrics["test/num_rows"] > 0
+
+
+def test_rec_beauty_recipe_runs_any_data_set_validating_every_epoch(tmp_path):
+    import csv
+
+    import train
+
+    path = tmp_path / "pairs.txt"  # not Beauty: another format and size
+    path.write_text("".join(f"{u} {(u * 7 + j) % 30 + 1}\n" for u in range(48) for j in range(5)))
+    cfg = compose_config(["experiment=rec_beauty", f"data.path={path}", "model.d_model=16",
+                          "model.layers=[rec_test_ema]", "data.batch_size=16", "trainer.max_steps=6",
+                          "logging.wandb=false", f"logging.out_dir={tmp_path}", "logging.name=run",
+                          "trainer.enable_progress_bar=false"])
+    assert (cfg.data.format, cfg.trainer.val_check_interval) == ("auto", "epoch")
+    metrics = train.run(cfg)
+    with (tmp_path / "rec_beauty" / "run" / "metrics.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("val/ndcg@10")]
+    assert steps == [2, 5]  # 48 training rows at batch 16: an epoch is 3 steps
+    assert metrics["test/num_rows"] == 48

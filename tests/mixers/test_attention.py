@@ -66,3 +66,38 @@ def test_state_size_and_flops():
     assert attn.flops(64) > attn.flops(32) * 2  # quadratic part
     with pytest.raises(ValueError):
         make(num_heads=4, num_kv_heads=3)
+
+
+# ---- conv_size: the PRISM paper's probing Transformer (causal depthwise conv + SiLU before q, k, v) -------------
+CONV = dict(num_heads=2, conv_size=3)
+
+
+def test_conv_front_equals_its_equations():
+    attn = make(**CONV)
+    x = torch.randn(2, 10, 32, dtype=torch.float64)
+    w = attn.conv.weight  # [D, 3]: tap 2 on the current token
+    xp = torch.nn.functional.pad(x, (0, 0, 2, 0))
+    u = torch.nn.functional.silu(sum(w[:, j] * xp[:, j:j + 10] for j in range(3)))
+    plain = Attention(32, AttentionConfig(num_heads=2)).double()
+    plain.load_state_dict({k: v for k, v in attn.state_dict().items() if not k.startswith("conv.")})
+    torch.testing.assert_close(attn(x)[0], plain(u)[0], rtol=1e-12, atol=1e-12)
+    assert attn.state_size(10) == plain.state_size(10) + 32 * 2
+    assert attn.flops(10) == plain.flops(10) + 2 * 10 * 32 * 3
+
+
+def test_conv_front_decodes_pads_and_packs_like_the_parallel_forward():
+    attn = make(**CONV)
+    x = torch.randn(2, 11, 32, dtype=torch.float64)
+    full, _ = attn(x)
+    y, state = attn(x[:, :4], use_cache=True)
+    assert state.conv.shape == (2, 32, 2)
+    outs = [y]
+    for t in range(4, 11):  # the conv tail travels in the state
+        y, state = attn(x[:, t:t + 1], state=state, use_cache=True)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+    padded = torch.cat([torch.randn(2, 3, 32, dtype=torch.float64), x], 1)
+    mask = torch.tensor([[False] * 3 + [True] * 11] * 2)
+    torch.testing.assert_close(attn(padded, mask=mask)[0][:, 3:], full)
+    cu = torch.tensor([0, 11, 22], dtype=torch.int32)
+    torch.testing.assert_close(attn(x.reshape(1, 22, 32), cu_seqlens=cu)[0].reshape(2, 11, 32), full)

@@ -1,6 +1,7 @@
-"""The baseline mixers gdn, gla, mamba2, ttt_mlp (torch paths, CPU, fp32): decoding token by token equals the
-parallel forward, causality, left padding with a mask equals the unpadded input, packed sequences equal separate
-runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on MQAR."""
+"""The baseline mixers gdn, gla, mamba2, ttt_mlp, linear_attention (torch paths, CPU, fp32): decoding token by token
+equals the parallel forward, causality, left padding with a mask equals the unpadded input, packed sequences equal
+separate runs, gradients reach every parameter, state_size/flops are consistent, and each trains in the backbone on
+MQAR."""
 import re
 
 import pytest
@@ -23,6 +24,9 @@ CASES = {
     "mamba2": ("mamba2", dict(head_dim=8, state_size=8, n_groups=2, chunk_size=8)),
     "ttt_mlp": ("ttt_mlp", dict(head_dim=16, mini_batch_size=4)),
     "ttt_mlp_b16": ("ttt_mlp", dict(head_dim=16)),
+    "linear_attention": ("linear_attention", dict(num_heads=2, chunk_size=8)),
+    "linear_attention_decay": ("linear_attention", dict(num_heads=2, conv_size=3, decay="learned", chunk_size=8)),
+    "linear_attention_no_conv": ("linear_attention", dict(conv_size=0)),
 }
 
 
@@ -159,7 +163,8 @@ def test_state_size_and_flops(case):
     assert m.flops(512) == 2 * m.flops(256)  # linear in the sequence length
 
 
-@pytest.mark.parametrize("case,old", [("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla"), ("ttt_mlp", "triton")])
+@pytest.mark.parametrize("case,old", [("gdn", "fla"), ("gla", "fla"), ("mamba2", "fla"), ("ttt_mlp", "triton"),
+                                      ("linear_attention", "fla")])
 def test_backend_outside_the_vocabulary_names_the_choices(case, old):
     choices = "'naive', 'torch', 'auto'" if case == "ttt_mlp" else "'naive', 'torch', 'triton', 'auto'"
     with pytest.raises(ValueError, match=re.escape(f"{case}.backend: invalid value '{old}', expected one of [{choices}]")):
@@ -172,6 +177,7 @@ def test_backend_outside_the_vocabulary_names_the_choices(case, old):
     ("mamba2", ["model.mixers.mamba2.head_dim=16", "model.mixers.mamba2.state_size=16",
                 "model.mixers.mamba2.chunk_size=16"]),
     ("ttt_mlp", ["model.mixers.ttt_mlp.head_dim=16"]),
+    ("linear_attention", ["model.mixers.linear_attention.chunk_size=16"]),
 ])
 def test_trains_in_the_backbone_on_mqar(name, overrides):
     cfg = compose_config([f"mixer={name}", "model.d_model=32", *overrides])

@@ -126,10 +126,11 @@ def test_initial_decay_and_gain():
         assert ((alpha > 0.949) & (alpha < 0.991)).all(), f"{decay}: initial alpha {alpha}"
     u = torch.zeros(1, 1, D, dtype=torch.float64)
     for kw, gain in [({}, 1.0), ({"solver": "closed_form"}, 0.0), ({"gain_rank": 2}, 1.0)]:  # p near 1; P = 1/2
-        m = make(**kw)
-        p = m.p_proj(u) if m.p_proj is not None else m._project(u)[3]
-        assert p.shape[-1] == m.steps * D and (p == gain).all(), (kw, p)
-        assert (m._project(u)[4] == 0).all()                                             # beta starts at 1/2
+        for decay in ("sigmoid", "gdn"):  # the decay's parametrisation must not move the other biases
+            m = make(decay=decay, **kw)
+            p = m.p_proj(u) if m.p_proj is not None else m._project(u)[3]
+            assert p.shape[-1] == m.steps * D and (p == gain).all(), (kw, decay, p)
+            assert (m._project(u)[4] == 0).all(), (kw, decay)                            # beta starts at 1/2
 
 
 def test_state_size_and_flops():

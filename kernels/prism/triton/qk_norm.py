@@ -136,7 +136,8 @@ def prism_qk_l2norm(x: torch.Tensor, num_heads: int, head_dim: int, key_steps: i
 
 
 def prism_qk_l2norm_reference(x, num_heads, head_dim, key_steps, eps=1e-6):
-    """The same in torch (tests): fp32 statistics, outputs in x's dtype."""
+    """The same in torch (the mixer's path off the Triton backend): fp32 statistics (fp64 for fp64 x), outputs in
+    x's dtype."""
     from kernels.gated_delta_rule import l2norm
     B, T, _ = x.shape
     q, k = x.split([num_heads * head_dim, key_steps * num_heads * head_dim], -1)

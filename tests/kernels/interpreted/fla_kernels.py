@@ -20,7 +20,8 @@ from mixers.registry import get_mixer  # noqa: E402
 
 MIXERS = {"gdn": dict(num_heads=2, head_dim=16, init_std=0.2),
           "gla": dict(num_heads=2, use_short_conv=True, init_std=0.2),
-          "mamba2": dict(head_dim=16, state_size=16, n_groups=2, init_std=0.2)}
+          "mamba2": dict(head_dim=16, state_size=16, n_groups=2, init_std=0.2),
+          "linear_attention": dict(num_heads=2, decay="learned", init_std=0.2)}
 
 
 def rel(a, b):
