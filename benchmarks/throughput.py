@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs import compose_config, config_to_dict  # noqa: E402
+from lit_modules.compile import MODES, compile_in_place  # noqa: E402
 from lit_modules.language_model import LanguageModel  # noqa: E402
 from lit_modules.optim import configure_optimizers_from  # noqa: E402
 from mixers.registry import get_mixer, import_plugins, mixer_names  # noqa: E402
@@ -183,9 +184,8 @@ def bench_model(key: str, args, device, dtype) -> dict:
     cfg = compose(key, args.d_model, extra)
     torch.manual_seed(0)
     model = LanguageModel(cfg, vocab_size=args.vocab).to(device)
-    graphs = args.model_compile in ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs
-    if args.model_compile != "none":  # as trainer.compile does: the backbone in place
-        model.backbone.compile(**({} if args.model_compile == "default" else {"mode": args.model_compile}))
+    # as trainer.compile does: the backbone in place; graphs: the mode replays CUDA graphs
+    graphs = compile_in_place(model.backbone, None if args.model_compile == "none" else args.model_compile)
     opt = configure_optimizers_from(model, cfg["optim"], args.model_steps)
     optimizer, schedule = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     losses, times = [], []
@@ -335,7 +335,7 @@ def main() -> None:
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--model-steps", type=int, default=50)
     p.add_argument("--model-compile", default="none",
-                   choices=["none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   choices=["none", *MODES],
                    help="compile the model's backbone (as trainer.compile=true) in this torch.compile mode; "
                         "reduce-overhead and max-autotune also replay each step as CUDA graphs")
     p.add_argument("--vocab", type=int, default=50304)
