@@ -105,3 +105,14 @@ def test_throughput_runs_each_mixer_apart_and_merges_what_finished(tmp_path):
                    check=False)  # a mixer over its time limit is stopped
     assert "attention: rc=124 (over 1 s)" in late.stdout and late.returncode == 2, late.stdout + late.stderr
     assert "no mixer finished" in late.stderr
+
+
+def test_throughput_model_rows_in_their_own_modes_side_by_side(tmp_path):
+    # one call: each KEY:MODE entry in its own process, merged into one table with PRISM's ratio to TTT-MLP
+    proc = gpu_run(tmp_path, "throughput", "model", str(tmp_path / "bench"), MIXERS="prism_chunk:none ttt_mlp",
+                   BENCH_ARGS="--tiny --model-steps 3", LIMIT="300")
+    assert "prism_chunk:none: rc=0" in proc.stdout and "ttt_mlp: rc=0" in proc.stdout, proc.stdout + proc.stderr
+    assert (tmp_path / "bench" / "parts" / "prism_chunk__none" / "results.json").is_file()
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["model"]
+    assert [(r["mixer"], r["compile"]) for r in rows] == [("prism_chunk", "none"), ("ttt_mlp", "none")]
+    assert "| prism_chunk / ttt_mlp (eager," in proc.stdout and "| prism_chunk / the paper's TTT" in proc.stdout
