@@ -228,6 +228,18 @@ def bench_model(key: str, mode: str, args, device, dtype) -> dict:
     return row
 
 
+def make_tiny(args) -> None:
+    """--tiny: the sizes of a CPU smoke run of the same code (d_model 64, 2 layers, small heads)."""
+    global LAYER_SETTINGS
+    LAYER_SETTINGS = [(32, 2), (64, 1)]
+    args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
+    args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
+    args.rounds = 2
+    for key in MIXER_OVERRIDES:  # small heads at d_model 64
+        MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
+                                for o in MIXER_OVERRIDES[key]]
+
+
 def environment(device) -> dict:
     import lightning
     import triton
@@ -301,15 +313,8 @@ def main() -> None:
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    global LAYER_SETTINGS
     if args.tiny:
-        LAYER_SETTINGS = [(32, 2), (64, 1)]
-        args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
-        args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
-        args.rounds = 2
-        for key in MIXER_OVERRIDES:  # small heads at d_model 64
-            MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
-                                    for o in MIXER_OVERRIDES[key]]
+        make_tiny(args)
     text = None if args.skip_model else args.text  # only the model rows read it
     if text and not Path(text).is_file():
         sys.exit(f"throughput.py: --text {text}: no such file")  # before the layer rows, not after them

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,21 +46,23 @@ def test_throughput_tiny_run_and_merge(tmp_path):
 
 def test_throughput_runs_the_model_in_several_modes(tmp_path):
     out = run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path), "--skip-layers", "--model-mixers",
-              "attention,prism_chunk:none", "--model-compile", "none,default")
+              "attention", "--model-compile", "none,default")
     rows = json.loads((tmp_path / "results.json").read_text())["model"]
-    assert [(r["mixer"], r["compile"]) for r in rows] == [("attention", "none"), ("attention", "default"),
-                                                          ("prism_chunk", "none")]
+    assert [(r["mixer"], r["compile"]) for r in rows] == [("attention", "none"), ("attention", "default")]
     assert all(r["finite"] and len(r["losses"]) == 6 for r in rows), rows
-    assert "| attention | eager |" in out and "| attention | compiled |" in out and "| prism_chunk | eager |" in out
+    assert "| attention | eager |" in out and "| attention | compiled |" in out
 
 
-def test_throughput_refuses_an_unknown_mode_before_measuring(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/throughput.py", "--tiny", "--out", str(tmp_path),
-                           "--model-mixers", "prism:fastest"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and not (tmp_path / "results.json").exists()
-    assert proc.stderr.strip().splitlines()[-1] == ("throughput.py: compile mode 'fastest' (in 'prism:fastest'): "
-                                                    "choose none or one of default, reduce-overhead, max-autotune, "
-                                                    "max-autotune-no-cudagraphs")
+def test_model_rows_each_mixer_in_each_mode_or_its_own():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from throughput import model_rows
+
+    assert model_rows("prism,gdn:reduce-overhead,ttt_mlp_compile:none", "none,default") == [
+        ("prism", "none"), ("prism", "default"), ("gdn", "reduce-overhead"), ("ttt_mlp_compile", "none")]
+    with pytest.raises(SystemExit) as err:
+        model_rows("prism:fastest", "none")
+    assert str(err.value) == ("throughput.py: compile mode 'fastest' (in 'prism:fastest'): choose none or one of "
+                              "default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
 
 
 def test_model_ratios_by_mode_against_gdn_ttt_and_the_papers_ttt():
@@ -161,3 +165,58 @@ def test_compile_step_compares_eager_and_compiled():
     row = next(line for line in out.splitlines() if line.startswith("| attention |"))
     _, eager_ms, compiled_ms, _, grad_diff = (c.strip() for c in row.split("|")[2:7])
     assert float(eager_ms) > 0 and float(compiled_ms) > 0 and float(grad_diff) < 1e-4, row
+
+
+# The PRISM authors' repository: a checkout named by PRISM_AUTHORS_REPO, or the bare snapshot of this machine's mirror
+AUTHORS_MIRROR = Path("/work/.mirror/gpr-prism+prism/repo")
+
+
+def test_authors_benchmark_core_trains_a_model_from_a_factory():
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from authors_prism import measure
+    from throughput import compose
+
+    from lit_modules.language_model import LanguageModel
+
+    cfg = compose("prism_chunk", 32, ["model.repeat=1", "model.mixers.prism.num_heads=2",
+                                      "model.mixers.prism.head_dim=16"])
+    args = argparse.Namespace(model_steps=3, model_seq=24, model_batch=2, text_bytes=bytes(range(256)) * 8)
+    row = measure("ours", lambda: LanguageModel(cfg, vocab_size=256), args, torch.device("cpu"), torch.float32)
+    assert row["model"] == "ours" and row["seq"] == 24 and row["batch"] == 2 and len(row["losses"]) == 3
+    assert row["finite"] and row["tokens_per_s"] > 0 and row["params_m"] > 0, row
+
+
+def authors_checkout(tmp_path) -> Path:
+    import io
+    import os
+    import tarfile
+
+    if os.environ.get("PRISM_AUTHORS_REPO"):
+        return Path(os.environ["PRISM_AUTHORS_REPO"])
+    if not AUTHORS_MIRROR.is_dir():
+        pytest.skip(f"no snapshot of the PRISM authors' repository at {AUTHORS_MIRROR} (or set PRISM_AUTHORS_REPO)")
+    archive = subprocess.run(["git", "-C", str(AUTHORS_MIRROR), "archive", "--format=tar", "HEAD", "llm"],
+                             capture_output=True, timeout=120, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp_path, filter="data")
+    return tmp_path
+
+
+def test_authors_prism_imports_their_model_from_a_path_and_runs_beside_ours(tmp_path):
+    repo = authors_checkout(tmp_path / "authors")
+    out = run("benchmarks/authors_prism.py", "--repo", str(repo), "--tiny", "--out", str(tmp_path / "out"))
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["authors", "prism:none"], rows
+    assert all(r["finite"] and len(r["losses"]) == 6 for r in rows), rows
+    assert "prism:none / authors:" in out and (tmp_path / "out" / "results.md").read_text() in out
+
+
+def test_authors_prism_names_a_wrong_path(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from authors_prism import load_authors_models
+
+    with pytest.raises(FileNotFoundError) as err:
+        load_authors_models(tmp_path)
+    assert str(err.value).startswith(f"--repo {tmp_path}: neither") and "gpr-prism/prism" in str(err.value)
