@@ -7,7 +7,8 @@ from pathlib import Path
 
 from lit_modules.compile import uses_cuda_graphs
 
-# The PRISM paper's TTT baseline: 0.34 K tokens/s for a 0.13B model on an NVIDIA H20 (docs/benchmarks.md#ttt-mlp-against-prism)
+# The PRISM paper's TTT baseline: 0.34 K tokens/s for a 0.13B model on an NVIDIA H20
+# (docs/benchmarks.md#ttt-mlp-against-prism)
 PAPER_TTT_TOKENS_PER_S = 340.0
 
 
