@@ -185,6 +185,7 @@ def _run(cfg) -> dict:
     from datamodules.registry import get_datamodule
     from lit_modules import task_module
     from lit_modules.callbacks import BestValidation
+    from lit_modules.compile import compile_for_training
 
     config = config_to_dict(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -208,13 +209,10 @@ def _run(cfg) -> dict:
     interval = validation_interval(cfg, datamodule)
     if cfg.trainer.val_check_interval == "epoch":
         rank_zero_info(f"validation every epoch: {interval} training batches")
-    if cfg.trainer.compile:
-        # nn.Module.compile, not torch.compile(module): no _orig_mod wrapper, so the state dict and checkpoints
-        # are the same as an eager run's and either can resume the other
-        module.backbone.compile()
     run_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, run_dir, config, resume_step)
     trainer = build_trainer(cfg, run_dir, module, loggers, interval)
+    compile_for_training(trainer, module.backbone, cfg.trainer.compile)  # in place: checkpoints keep their keys
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     started = time.time()

@@ -1,8 +1,9 @@
 """Op-level timing of the PRISM Triton op against fla's Gated DeltaNet op and the chunked torch op (one process,
-one GPU): forward+backward milliseconds, tokens/s and peak memory at 16,384 tokens per step.
+one GPU): forward+backward milliseconds, GPU time (the kernels' summed durations), tokens/s, TFLOP/s and peak
+memory at 16,384 tokens per step, each op against GDN's at the same shape. Prints a markdown table at the end.
 
     python benchmarks/op_throughput.py                 # bf16, H=6, d=128, L=2, 2K x 8 .. 16K x 1
-    python benchmarks/op_throughput.py --dtype fp32 --steps 3 --json out.json
+    python benchmarks/op_throughput.py --dtype fp32 --steps 3 --json out.json   # and the table in out.md
 
 Rows: gdn (fla chunk_gated_delta_rule), prism_<impl>_e<N> (the Triton op with PRISM_TRITON_IMPL = impl and
 PRISM_TRITON_EXPANDED_MAX = N; split_fused_e256 is the default, C = 64 for L = 2), prism_chunk (exact chunked torch,
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
 
+from benchmarks.timing import kernel_ms  # noqa: E402
 from kernels.prism.op import prism_delta_rule_flops  # noqa: E402
 
 OPS = ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64", "prism_chunk"]
@@ -94,8 +96,47 @@ def bench(name, B, T, H, L, d, dtype, device, reps, warmup):
     # the chunked recurrence's forward FLOPs (GDN: the same count at L = 1), x3 for forward + backward as in
     # benchmarks/throughput.py; the achieved rate is against the card's dense bf16 peak (--peak-tflops)
     flops = 3 * B * prism_delta_rule_flops(T, H, d, d, 1 if name == "gdn" else L)
-    return {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak,
-            "tflops": flops / ms / 1e9}
+    row = {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak,
+           "tflops": flops / ms / 1e9}
+    if cuda:  # GPU time: the kernels' summed durations, without the host's time between launches
+        row["gpu_ms"] = kernel_ms(step, reps)
+        row["gpu_tflops"] = flops / row["gpu_ms"] / 1e9
+    return row
+
+
+def against_gdn(rows: list[dict]) -> list[dict]:
+    """Each row's ratios to fla's GDN op at the same shape: throughput (gdn ms / ms: above 1 is faster than GDN),
+    the same on GPU time, and peak memory (ms / gdn's: below 1 is less)."""
+    gdn = {(r["seq"], r["batch"]): r for r in rows if r["op"] == "gdn"}
+    for r in rows:
+        g = gdn.get((r["seq"], r["batch"]))
+        if g is None or r is g:
+            continue
+        r["vs_gdn"] = g["ms"] / r["ms"]
+        if "gpu_ms" in r and "gpu_ms" in g:
+            r["vs_gdn_gpu_time"] = g["gpu_ms"] / r["gpu_ms"]
+        if g["peak_mib"] > 0:  # nan on the CPU: no ratio
+            r["vs_gdn_peak_mem"] = r["peak_mib"] / g["peak_mib"]
+    return rows
+
+
+def table(rows: list[dict], meta: dict) -> str:
+    """Markdown: every op and shape, and its ratios to GDN's op."""
+    def cell(r, key, fmt):
+        return format(r[key], fmt) if key in r else "-"
+
+    lines = [f"Device: {meta['device']}; torch {meta['torch']}; {meta['dtype']}, H = {meta['H']}, d = {meta['d']}, "
+             f"L = {meta['L']}. Forward + backward; TFLOP/s: 3x the chunked recurrence's forward FLOPs, per second of "
+             f"wall clock and of GPU time (the kernels' summed durations). x GDN: GDN's time over the op's (above 1: "
+             f"faster), and the op's peak memory over GDN's.", "",
+             "| op | seq x batch | ms | GPU ms | M tokens/s | peak MiB | TFLOP/s | TFLOP/s on GPU time | x GDN | "
+             "x GDN, GPU time | x GDN, peak memory |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['seq']}x{r['batch']} | {r['ms']:.2f} | {cell(r, 'gpu_ms', '.2f')} | "
+                     f"{r['tokens_per_s'] / 1e6:.3f} | {r['peak_mib']:.1f} | {r['tflops']:.1f} | "
+                     f"{cell(r, 'gpu_tflops', '.1f')} | {cell(r, 'vs_gdn', '.2f')} | "
+                     f"{cell(r, 'vs_gdn_gpu_time', '.2f')} | {cell(r, 'vs_gdn_peak_mem', '.2f')} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -131,10 +172,14 @@ def main():
                   flush=True)
     meta = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)",
             "torch": torch.__version__, "dtype": str(dtype), "H": H, "d": d, "L": a.steps,
-            "peak_tflops": a.peak_tflops}
+            "peak_tflops": a.peak_tflops, "command": " ".join(sys.argv)}
+    rows = against_gdn(rows)
+    markdown = table(rows, meta)
+    print("\n" + markdown)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        Path(a.json).with_suffix(".md").write_text(markdown)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
-"""Throughput and memory of every registered mixer, in one process on one GPU.
+"""Throughput and memory of every registered mixer, in one process on one GPU (docs/benchmarks.md).
 
   layers: one mixer layer, forward+backward, d_model 768, 16,384 tokens per step at seq x batch in
-          {2048x8, 4096x4, 8192x2, 16384x1}: time, tokens/s, peak memory.
+          {2048x8, 4096x4, 8192x2, 16384x1}: wall-clock and GPU time (the kernels' summed durations), tokens/s,
+          peak memory, TFLOP/s from the mixer's flops() (forward + backward = 3x its forward count) per second of
+          each; and PRISM against GDN.
   model:  the 12-layer d_model 768 language model per mixer, bf16 autocast, AdamW, seq 2048 x batch 8, N steps on
           byte-level text: loss at every step (finite, decreasing), tokens/s, peak memory, MFU from the mixers'
-          own flops(). --model-compile MODE compiles the backbone first (as trainer.compile=true), in that
-          torch.compile mode (reduce-overhead: CUDA graphs).
+          own flops(). --model-compile MODE[,MODE...] (or an entry KEY:MODE) compiles the backbone as
+          trainer.compile does, one row per mixer and mode: eager, compiled, compiled + CUDA graphs. PRISM's rows
+          are set against GDN's in the same mode, every TTT-MLP row and the PRISM paper's TTT figure.
 
     python benchmarks/throughput.py --out runs/bench --text data/tinyshakespeare.txt
+    python benchmarks/throughput.py --skip-layers --model-mixers prism,gdn --model-compile none,reduce-overhead \
+        --out /tmp/model                                          # eager and CUDA graphs, side by side
     python benchmarks/throughput.py --tiny --out /tmp/bench      # a CPU smoke run of the same code
     python benchmarks/throughput.py --plugins my_mixers.py --mixers my_mixer,gdn --out /tmp/mine  # your own mixer
-Writes results.json and a table (results.md) under --out, and a plot (layers.png) when matplotlib is there.
+Writes results.json and the tables (results.md, benchmarks/throughput_tables.py) under --out, and a plot
+(layers.png) when matplotlib is there.
 """
 from __future__ import annotations
 
@@ -28,7 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.throughput_tables import plot, write_tables  # noqa: E402
+from benchmarks.timing import kernel_ms, timed  # noqa: E402
 from configs import compose_config, config_to_dict  # noqa: E402
+from lit_modules.compile import MODES, compile_in_place  # noqa: E402
 from lit_modules.language_model import LanguageModel  # noqa: E402
 from lit_modules.optim import configure_optimizers_from  # noqa: E402
 from mixers.registry import get_mixer, import_plugins, mixer_names  # noqa: E402
@@ -75,37 +84,6 @@ def build_layer(key: str, d_model: int, extra: list[str] = ()):
     name = mixer_name(key)
     cfg = compose(key, d_model, list(extra))
     return get_mixer(name)(d_model, get_mixer(name).Config(**cfg["model"]["mixers"][name]))
-
-
-def timed(fn, steps: int, device) -> float:
-    """Seconds per call of fn over `steps` calls back to back, as in training: the host queues the next step's
-    kernels while the GPU runs the last ones, so a step costs max(host time, GPU time), not their sum."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        start.record()
-        for _ in range(steps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3 / steps
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
-
-
-def kernel_ms(fn, steps: int) -> float:
-    """GPU time per call: the sum of every kernel's duration under torch.profiler. Unlike the wall clock it leaves
-    out the host time between launches, which decides the wall clock when a step is host-bound."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            fn()
-        torch.cuda.synchronize()
-    # only the kernels' own events: the CPU op that launched a kernel carries its time too (counted twice otherwise)
-    return sum(e.self_device_time_total for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / 1e3 / steps
 
 
 class LayerStep:
@@ -161,10 +139,11 @@ def bench_layers(keys: list[str], seq: int, batch: int, d_model: int, device, dt
         seconds = statistics.median(rounds[key])
         row = {"mixer": key, "seq": seq, "batch": batch, "ms": seconds * 1e3, "tokens_per_s": seq * batch / seconds,
                "flops_fwd": step.layer.flops(seq) * batch}
-        row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12
+        row["tflops"] = 3 * row["flops_fwd"] / seconds / 1e12  # forward + backward: 3x the forward's FLOPs
         if device.type == "cuda":
             row["peak_mem_gib"] = step.peak / 2 ** 30
             row["gpu_ms"] = kernel_ms(step, args.repeat)
+            row["gpu_tflops"] = 3 * row["flops_fwd"] / row["gpu_ms"] / 1e9
         rows[key] = row
     return [rows[key] for key in keys]
 
@@ -178,15 +157,28 @@ def byte_batches(text: bytes, seq: int, batch: int, steps: int, device):
         yield window[:, :-1], window[:, 1:]
 
 
-def bench_model(key: str, args, device, dtype) -> dict:
-    extra = [f"model.repeat={args.model_layers}", f"trainer.max_steps={args.model_steps}", "optim.warmup_steps=10"]
-    cfg = compose(key, args.d_model, extra)
-    torch.manual_seed(0)
-    model = LanguageModel(cfg, vocab_size=args.vocab).to(device)
-    graphs = args.model_compile in ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs
-    if args.model_compile != "none":  # as trainer.compile does: the backbone in place
-        model.backbone.compile(**({} if args.model_compile == "default" else {"mode": args.model_compile}))
-    opt = configure_optimizers_from(model, cfg["optim"], args.model_steps)
+def model_rows(model_mixers: str, model_compile: str) -> list[tuple[str, str]]:
+    """The (row key, compile mode) of every model row: each --model-mixers entry in each --model-compile mode, or
+    in its own mode when written KEY:MODE (prism:reduce-overhead)."""
+    rows = []
+    for entry in model_mixers.split(","):
+        key, _, mode = entry.partition(":")
+        for m in [mode] if mode else model_compile.split(","):
+            if m not in ("none", *MODES):
+                raise SystemExit(f"throughput.py: compile mode {m!r} (in {entry!r}): choose none or one of "
+                                 f"{', '.join(MODES)}")
+            rows.append((key, m))
+    return rows
+
+
+def train_and_time(label: str, model: torch.nn.Module, optim_cfg: dict, args, device, dtype,
+                   graphs: bool = False) -> dict:
+    """The model rows' measurement, for any model whose call model(ids) returns (logits, ...): args.model_steps
+    steps of forward, next-byte cross-entropy, backward, clipping and an optimiser step (optim_cfg, as
+    lit_modules/optim.py), under bf16 autocast on a GPU. Each step is timed on the host up to its loss's .item(),
+    which synchronises; tokens/s is from the median step after the first 5 (compilation, autotuning). graphs: the
+    model replays CUDA graphs, so each step is marked as new (lit_modules/compile.py)."""
+    opt = configure_optimizers_from(model, optim_cfg, args.model_steps)
     optimizer, schedule = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     losses, times = [], []
     if device.type == "cuda":
@@ -196,7 +188,7 @@ def bench_model(key: str, args, device, dtype) -> dict:
         if graphs:  # a new step: the graphs may overwrite the last step's outputs
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, _ = model(ids)
+            logits = model(ids)[0]
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -206,20 +198,46 @@ def bench_model(key: str, args, device, dtype) -> dict:
         losses.append(loss.item())  # .item() synchronises, so the host clock is valid
         times.append(time.perf_counter() - t0)
         if len(losses) == 1 or len(losses) % 10 == 0:  # a run cut off by a time limit still leaves its progress
-            print(f"  {key} step {len(losses)}: loss {losses[-1]:.3f}, {times[-1]:.2f} s", flush=True)
+            print(f"  {label} step {len(losses)}: loss {losses[-1]:.3f}, {times[-1]:.2f} s", flush=True)
     steady = statistics.median(times[min(5, len(times) - 1):])
-    tokens = args.model_seq * args.model_batch
-    row = {"mixer": key, "compile": args.model_compile, "layers": args.model_layers, "seq": args.model_seq,
-           "batch": args.model_batch,
-           "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "tokens_per_s": tokens / steady,
+    row = {"seq": args.model_seq, "batch": args.model_batch,
+           "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+           "tokens_per_s": args.model_seq * args.model_batch / steady,
            "first_loss": losses[0], "last_loss": losses[-1], "losses": losses,
            "finite": all(math.isfinite(v) for v in losses),
            "decreasing": statistics.mean(losses[-5:]) < statistics.mean(losses[:5])}
-    row["tflops"] = model.flops_per_token(args.model_seq) * row["tokens_per_s"] / 1e12
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    return row
+
+
+def bench_model(key: str, mode: str, args, device, dtype) -> dict:
+    """One model row: the 12-layer language model of a row key, compiled in a mode (none: eager)."""
+    extra = [f"model.repeat={args.model_layers}", f"trainer.max_steps={args.model_steps}", "optim.warmup_steps=10"]
+    cfg = compose(key, args.d_model, extra)
+    torch.manual_seed(0)
+    model = LanguageModel(cfg, vocab_size=args.vocab).to(device)
+    torch._dynamo.reset()  # each row compiles afresh: no recompilation limit or CUDA graphs left by the last row
+    # as trainer.compile does (lit_modules/compile.py): the backbone in place; graphs: the mode replays CUDA graphs
+    graphs = compile_in_place(model.backbone, None if mode == "none" else mode)
+    row = {"mixer": key, "compile": mode, "layers": args.model_layers,
+           **train_and_time(key, model, cfg["optim"], args, device, dtype, graphs)}
+    row["tflops"] = model.flops_per_token(args.model_seq) * row["tokens_per_s"] / 1e12
+    if device.type == "cuda":
         row["mfu"] = row["tflops"] / args.peak_tflops
     return row
+
+
+def make_tiny(args) -> None:
+    """--tiny: the sizes of a CPU smoke run of the same code (d_model 64, 2 layers, small heads)."""
+    global LAYER_SETTINGS
+    LAYER_SETTINGS = [(32, 2), (64, 1)]
+    args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
+    args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
+    args.rounds = 2
+    for key in MIXER_OVERRIDES:  # small heads at d_model 64
+        MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
+                                for o in MIXER_OVERRIDES[key]]
 
 
 def environment(device) -> dict:
@@ -242,90 +260,14 @@ def environment(device) -> dict:
     return env
 
 
-def one_line(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "/")[:120]
-
-
-def gdn_ratios(layers: list[dict]) -> list[str]:
-    """Issue 5's targets side by side: each prism row's throughput and peak memory over GDN's at every length."""
-    ok = lambda r: "error" not in r  # noqa: E731
-    gdn = {r["seq"]: r for r in layers if r["mixer"] == "gdn" and ok(r)}
-    lines = []
-    for key in dict.fromkeys(r["mixer"] for r in layers if r["mixer"].startswith("prism") and ok(r)):
-        cells = []
-        for seq, _ in LAYER_SETTINGS:
-            r = next((r for r in layers if r["mixer"] == key and r["seq"] == seq and ok(r)), None)
-            g = gdn.get(seq)
-            cells.append("-" if r is None or g is None else
-                         f"{r['tokens_per_s'] / g['tokens_per_s']:.2f}x / "
-                         f"{r.get('peak_mem_gib', 0) / max(g.get('peak_mem_gib', 0), 1e-9):.2f}x" +
-                         (f" / {g['gpu_ms'] / r['gpu_ms']:.2f}x" if "gpu_ms" in r and "gpu_ms" in g else ""))
-        lines.append(f"| {key} / gdn | " + " | ".join(cells) + " |")
-    if not lines:
-        return []
-    return ["Against GDN (throughput / peak memory / throughput on GPU time, the kernels' summed durations; "
-            "targets >= 0.9x / <= 1.3x)", "",
-            "| ratio | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
-            "|---|" + "---|" * len(LAYER_SETTINGS), *lines, ""]
-
-
-def write_tables(out: Path, result: dict) -> str:
-    lines = [f"Device: {result['env']['device']}; torch {result['env']['torch']}, triton {result['env']['triton']}, "
-             f"fla {result['env']['fla']}", f"Command: `{result['env']['command']}`", ""]
-    if result["layers"]:
-        lines += ["One layer, d_model 768, fwd+bwd, bf16 autocast (K tokens/s / peak MiB / TFLOP/s)", "",
-                  "| mixer | " + " | ".join(f"{s}x{b}" for s, b in LAYER_SETTINGS) + " |",
-                  "|---|" + "---|" * len(LAYER_SETTINGS)]
-        for key in dict.fromkeys(r["mixer"] for r in result["layers"]):
-            cells = []
-            for seq, batch in LAYER_SETTINGS:
-                r = next((r for r in result["layers"] if r["mixer"] == key and r["seq"] == seq), None)
-                cells.append("-" if r is None else one_line(r["error"]) if "error" in r else (f"{r['tokens_per_s'] / 1e3:.0f} / "
-                             f"{r.get('peak_mem_gib', 0) * 1024:.0f} / {r['tflops']:.1f}"))
-            lines.append(f"| {key} | " + " | ".join(cells) + " |")
-        lines += ["", *gdn_ratios(result["layers"])]
-    if result["model"]:
-        lines += ["Model, fwd+bwd+AdamW step, bf16 autocast", "",
-                  "| mixer | params (M) | K tokens/s | peak GiB | MFU | loss first -> last | finite, decreasing |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in result["model"]:
-            if "error" in r:
-                lines.append(f"| {r['mixer']} | error: {one_line(r['error'])} |||||")
-                continue
-            compiled = "" if r.get("compile", "none") == "none" else f" (compiled: {r['compile']})"
-            lines.append(f"| {r['mixer']}{compiled} | {r['params_m']:.1f} | {r['tokens_per_s'] / 1e3:.1f} | "
-                         f"{r.get('peak_mem_gib', 0):.1f} | {r.get('mfu', 0):.3f} | {r['first_loss']:.3f} -> "
-                         f"{r['last_loss']:.3f} | {r['finite']}, {r['decreasing']} |")
-    table = "\n".join(lines) + "\n"
-    (out / "results.md").write_text(table)
-    return table
-
-
-def plot(out: Path, result: dict) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in dict.fromkeys(r["mixer"] for r in result["layers"]):
-        rows = [r for r in result["layers"] if r["mixer"] == key and "error" not in r]
-        ax.plot([r["seq"] for r in rows], [r["tokens_per_s"] / 1e6 for r in rows], marker="o", label=key)
-    ax.set(xscale="log", xlabel="sequence length (16,384 tokens per step)", ylabel="M tokens/s (fwd+bwd)",
-           title=f"One layer, d 768 — {result['env']['device']}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "layers.png", dpi=120)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--mixers", default="attention,prism,prism_chunk,gdn,gla,mamba2,ttt_mlp")
     p.add_argument("--plugins", nargs="+", default=[], metavar="MODULE",
                    help="modules or .py files that register mixers of your own (as model.plugins), for --mixers")
-    p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp_ckpt")
+    p.add_argument("--model-mixers", default="attention,prism,gdn,gla,mamba2,ttt_mlp_compile",
+                   help="row keys (mixers or MIXER_OVERRIDES' variants), each KEY or KEY:MODE")
     p.add_argument("--skip-layers", action="store_true")
     p.add_argument("--skip-model", action="store_true")
     p.add_argument("--text", help="a text file for the model benchmark (bytes are the tokens)")
@@ -334,10 +276,10 @@ def main() -> None:
     p.add_argument("--model-seq", type=int, default=2048)
     p.add_argument("--model-batch", type=int, default=8)
     p.add_argument("--model-steps", type=int, default=50)
-    p.add_argument("--model-compile", default="none",
-                   choices=["none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
-                   help="compile the model's backbone (as trainer.compile=true) in this torch.compile mode; "
-                        "reduce-overhead and max-autotune also replay each step as CUDA graphs")
+    p.add_argument("--model-compile", default="none", metavar="MODE[,MODE...]",
+                   help=f"compile the model's backbone as trainer.compile does, in these modes (none: eager; "
+                        f"{', '.join(MODES)}): one row per mixer and mode. reduce-overhead and max-autotune also "
+                        f"replay each step as CUDA graphs. A --model-mixers entry KEY:MODE has its own mode")
     p.add_argument("--vocab", type=int, default=50304)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=10, help="layer steps per timed round")
@@ -348,6 +290,7 @@ def main() -> None:
     p.add_argument("--no-autotune", action="store_true",
                    help="keep each Triton kernel's first config instead of autotuning (fla tunes for minutes cold)")
     args = p.parse_args()
+    rows = [] if args.skip_model or args.merge else model_rows(args.model_mixers, args.model_compile)  # checked first
     import_plugins(args.plugins)  # registered for every row of this process
     if args.no_autotune:
         from triton.runtime import autotuner
@@ -370,15 +313,8 @@ def main() -> None:
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    global LAYER_SETTINGS
     if args.tiny:
-        LAYER_SETTINGS = [(32, 2), (64, 1)]
-        args.d_model, args.model_layers, args.model_seq, args.model_batch = 64, 2, 32, 2
-        args.model_steps, args.vocab, args.warmup, args.repeat = min(args.model_steps, 6), 256, 1, 2
-        args.rounds = 2
-        for key in MIXER_OVERRIDES:  # small heads at d_model 64
-            MIXER_OVERRIDES[key] = [o.replace("=128", "=16").replace("=12", "=4").replace("head_dim=64", "head_dim=16")
-                                    for o in MIXER_OVERRIDES[key]]
+        make_tiny(args)
     text = None if args.skip_model else args.text  # only the model rows read it
     if text and not Path(text).is_file():
         sys.exit(f"throughput.py: --text {text}: no such file")  # before the layer rows, not after them
@@ -397,12 +333,12 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if not args.skip_model:
-        for key in args.model_mixers.split(","):
+        for key, mode in rows:
             try:
-                row = bench_model(key, args, device, dtype)
+                row = bench_model(key, mode, args, device, dtype)
             except Exception as err:  # noqa: BLE001
                 traceback.print_exc()
-                row = {"mixer": key, "error": f"{type(err).__name__}: {err}"[:200]}
+                row = {"mixer": key, "compile": mode, "error": f"{type(err).__name__}: {err}"[:200]}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             print(time.strftime("%H:%M:%S"), json.dumps({k: v for k, v in row.items() if k != "losses"}), flush=True)

@@ -62,7 +62,9 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = False
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
-    compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
+    # torch.compile the backbone in place (checkpoints keep their keys) in this mode; true = default, and
+    # reduce-overhead / max-autotune replay CUDA graphs (lit_modules/compile.py, docs/training.md#compilation)
+    compile: Union[bool, Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]] = False
 
 
 @dataclass

@@ -14,7 +14,8 @@
 #   bash scripts/gpu_run.sh throughput model|layers DIR
 #                                                  benchmarks/throughput.py with each mixer in its own process
 #                                                  under a time limit (one slow or failing mixer cannot take the
-#                                                  others down), merged into DIR/results.{json,md}
+#                                                  others down), merged into DIR/results.{json,md} (with the
+#                                                  ratios of the mixers measured in the call)
 #   bash scripts/gpu_run.sh pack DEST DIR [ITEM]...
 #                                                  (here, before the calls) xz-tar DIR's ITEMs (default: all) in
 #                                                  parts of $GPU_PART_SIZE, one folder each: DEST/aa/part.aa, ...
@@ -30,8 +31,9 @@
 #
 # Environment: GPU_JOBS (/tmp/gpu_jobs), GPU_SITE (/tmp/site), GPU_STASH (/tmp/gpu_stash), GPU_CARRY (repository
 # root), TRITON_CACHE_DIR (/root/tcache), PYTHON (python3), OUT, GPU_MAX_FILE_MB (15) and GPU_MAX_TOTAL_MB (60)
-# for what comes back, GPU_PART_SIZE (50M). throughput: MIXERS (space-separated; prism,gdn shares one process),
-# LIMIT (seconds per mixer), BENCH_ARGS, TEXT (data/tinyshakespeare.txt, when present).
+# for what comes back, GPU_PART_SIZE (50M). throughput: MIXERS (space-separated; prism,gdn shares one process;
+# model rows as KEY or KEY:MODE, e.g. "prism prism:reduce-overhead gdn gdn:reduce-overhead ttt_mlp_compile"),
+# LIMIT (seconds per entry), BENCH_ARGS, TEXT (data/tinyshakespeare.txt, when present).
 # Every subcommand and job runs in the repository root with PYTHONPATH=$GPU_SITE:<root>, TRITON_CACHE_DIR,
 # TRITON_CACHE_AUTOTUNING=1 (tuned configs reused across processes) and PYTHONUNBUFFERED=1.
 #
@@ -230,7 +232,9 @@ pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without 
 cmd_throughput() {
   local part=${1:-} out=${2:-} mixers rows limit m dir rc files=() text_arg=()
   case $part in
-    model) mixers=${MIXERS:-attention prism gdn gla mamba2 ttt_mlp_ckpt}; rows=(--skip-layers --model-mixers)
+    # an entry KEY:MODE is that model row compiled in that mode (prism:reduce-overhead); KEY alone: in BENCH_ARGS'
+    # --model-compile modes (default: eager)
+    model) mixers=${MIXERS:-attention prism gdn gla mamba2 ttt_mlp_compile}; rows=(--skip-layers --model-mixers)
            limit=${LIMIT:-150} ;;
     # prism,gdn share a process: their layers are timed in alternating rounds, so their ratio sees one host speed
     layers) mixers=${MIXERS:-prism,gdn attention prism_chunk gla mamba2 ttt_mlp}; rows=(--skip-model --mixers)
@@ -242,7 +246,7 @@ cmd_throughput() {
   [ -f "$text" ] && text_arg=(--text "$text")
   mkdir -p "$out/parts"
   for m in $mixers; do
-    dir=$out/parts/${m//,/+}
+    dir=$out/parts/${m//,/+}; dir=${dir//:/__}  # prism,gdn: prism+gdn; prism:reduce-overhead: prism__reduce-overhead
     # shellcheck disable=SC2086  # BENCH_ARGS holds several arguments
     timeout "$limit" "$PYTHON" benchmarks/throughput.py ${BENCH_ARGS:-} "${rows[@]}" "$m" "${text_arg[@]}" \
       --out "$dir" > "$dir.log" 2>&1

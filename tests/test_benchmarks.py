@@ -1,11 +1,13 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
-on a broken script: throughput.py --tiny (layer rows, the model run, tables, JSON, plot, --merge),
-profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer), op_throughput.py --smoke (under the
-interpreter), host_ops_cpu.py and compile_step.py, and the model run compiled (--model-compile)."""
+on a broken script: throughput.py --tiny (layer rows, the model run in several compile modes, tables and ratios,
+JSON, plot, --merge), profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer),
+op_throughput.py --smoke (under the interpreter, with its ratios to GDN), host_ops_cpu.py and compile_step.py."""
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,25 +22,68 @@ def test_throughput_tiny_run_and_merge(tmp_path):
     run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path / "a"), "--mixers", "attention,prism_chunk",
         "--model-mixers", "prism_chunk")
     run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path / "b"), "--mixers", "ttt_mlp_ckpt",
-        "--skip-model")
+        "--model-mixers", "ttt_mlp")
     result = json.loads((tmp_path / "a" / "results.json").read_text())
     assert {r["mixer"] for r in result["layers"]} == {"attention", "prism_chunk"}
-    assert all("error" not in r and r["tokens_per_s"] > 0 for r in result["layers"]), result["layers"]
+    assert all("error" not in r and r["tokens_per_s"] > 0 and r["tflops"] > 0 for r in result["layers"])
     (model,) = result["model"]
-    assert model["mixer"] == "prism_chunk" and model["finite"] and len(model["losses"]) == 6
+    assert model["mixer"] == "prism_chunk" and model["compile"] == "none" and model["finite"]
+    assert len(model["losses"]) == 6
     run("benchmarks/throughput.py", "--out", str(tmp_path / "m"), "--merge", str(tmp_path / "a" / "results.json"),
         str(tmp_path / "b" / "results.json"))
     table = (tmp_path / "m" / "results.md").read_text()
-    assert "| attention |" in table and "| prism_chunk |" in table and "| ttt_mlp_ckpt |" in table
+    assert "| mixer | seq x batch | ms | GPU ms | K tokens/s | peak MiB | TFLOP/s | TFLOP/s on GPU time |" in table
+    assert "| attention | 32x2 |" in table and "| prism_chunk | 64x1 |" in table and "| ttt_mlp_ckpt | 32x2 |" in table
+    assert "| prism_chunk | eager |" in table and "| ttt_mlp | eager |" in table
+    # PRISM and TTT-MLP measured in one call (merged from two processes), side by side, and against the paper's TTT
+    ttt = json.loads((tmp_path / "b" / "results.json").read_text())["model"][0]
+    ratio = model["tokens_per_s"] / ttt["tokens_per_s"]
+    assert f"| prism_chunk / ttt_mlp (eager, {ttt['tokens_per_s'] / 1e3:.2f} K) | {ratio:.2f}x |" in table
+    assert f"| prism_chunk / the paper's TTT (0.34 K tokens/s, NVIDIA H20) | {model['tokens_per_s'] / 340:.2f}x |" \
+        in table
     assert (tmp_path / "m" / "layers.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_throughput_compiles_the_model(tmp_path):
+def test_throughput_runs_the_model_in_several_modes(tmp_path):
     out = run("benchmarks/throughput.py", "--tiny", "--out", str(tmp_path), "--skip-layers", "--model-mixers",
-              "attention", "--model-compile", "default")
-    (model,) = json.loads((tmp_path / "results.json").read_text())["model"]
-    assert model["compile"] == "default" and model["finite"] and len(model["losses"]) == 6, model
-    assert "| attention (compiled: default) |" in out
+              "attention", "--model-compile", "none,default")
+    rows = json.loads((tmp_path / "results.json").read_text())["model"]
+    assert [(r["mixer"], r["compile"]) for r in rows] == [("attention", "none"), ("attention", "default")]
+    assert all(r["finite"] and len(r["losses"]) == 6 for r in rows), rows
+    assert "| attention | eager |" in out and "| attention | compiled |" in out
+
+
+def test_model_rows_each_mixer_in_each_mode_or_its_own():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from throughput import model_rows
+
+    assert model_rows("prism,gdn:reduce-overhead,ttt_mlp_compile:none", "none,default") == [
+        ("prism", "none"), ("prism", "default"), ("gdn", "reduce-overhead"), ("ttt_mlp_compile", "none")]
+    with pytest.raises(SystemExit) as err:
+        model_rows("prism:fastest", "none")
+    assert str(err.value) == ("throughput.py: compile mode 'fastest' (in 'prism:fastest'): choose none or one of "
+                              "default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
+
+
+def test_model_ratios_by_mode_against_gdn_ttt_and_the_papers_ttt():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from throughput_tables import model_ratios, mode_label
+
+    assert [mode_label(m) for m in ("none", "default", "reduce-overhead", "max-autotune")] == [
+        "eager", "compiled", "compiled + CUDA graphs", "compiled + CUDA graphs (max-autotune)"]
+    rows = [{"mixer": "prism", "compile": "none", "tokens_per_s": 170e3, "peak_mem_gib": 20.0},
+            {"mixer": "prism", "compile": "reduce-overhead", "tokens_per_s": 230e3, "peak_mem_gib": 22.0},
+            {"mixer": "gdn", "compile": "none", "tokens_per_s": 200e3, "peak_mem_gib": 16.0},
+            {"mixer": "gdn", "compile": "reduce-overhead", "tokens_per_s": 250e3, "peak_mem_gib": 20.0},
+            {"mixer": "ttt_mlp_compile", "compile": "none", "tokens_per_s": 2.5e3},
+            {"mixer": "attention", "compile": "none", "error": "OOM"}]
+    lines = model_ratios(rows)
+    assert "| ratio | eager | compiled + CUDA graphs |" in lines
+    assert "| prism / gdn | 0.85x | 0.92x |" in lines
+    assert "| prism / gdn, peak memory | 1.25x | 1.10x |" in lines
+    assert "| prism / ttt_mlp_compile (eager, 2.50 K) | 68.00x | 92.00x |" in lines
+    assert "| prism / the paper's TTT (0.34 K tokens/s, NVIDIA H20) | 500.00x | 676.47x |" in lines
+    assert model_ratios([r for r in rows if r["mixer"] != "prism"]) == []  # nothing to set against
 
 
 def test_profile_layer_prints_a_kernel_table():
@@ -70,6 +115,11 @@ def test_op_throughput_runs_each_kind_of_op_under_the_interpreter(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
     assert [r["op"] for r in rows] == ops and all(r["ms"] > 0 and r["tflops"] > 0 for r in rows), rows
+    # every other op against fla's GDN op at the same shape (GDN's time over its own)
+    assert "vs_gdn" not in rows[0] and all(r["vs_gdn"] == rows[0]["ms"] / r["ms"] for r in rows[1:]), rows
+    table = (tmp_path / "ops.md").read_text()
+    assert "| op | seq x batch | ms | GPU ms |" in table and "| prism_chunk | 40x2 |" in table
+    assert table in proc.stdout
 
 
 def test_host_ops_cpu_counts_both_layers():
@@ -88,16 +138,14 @@ def test_host_ops_cpu_counts_both_layers():
 
 def test_gdn_ratio_table_reads_throughput_memory_and_gpu_time():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from throughput import LAYER_SETTINGS, gdn_ratios
+    from throughput_tables import gdn_ratios
 
-    seq = LAYER_SETTINGS[0][0]
-    rows = [{"mixer": "gdn", "seq": seq, "tokens_per_s": 2000.0, "peak_mem_gib": 1.0, "gpu_ms": 4.5},
-            {"mixer": "prism", "seq": seq, "tokens_per_s": 1500.0, "peak_mem_gib": 1.5, "gpu_ms": 5.0}]
-    line = next(line for line in gdn_ratios(rows) if line.startswith("| prism / gdn"))
-    assert line.split(" | ")[1] == "0.75x / 1.50x / 0.90x"
+    rows = [{"mixer": "gdn", "seq": 2048, "batch": 8, "tokens_per_s": 2000.0, "peak_mem_gib": 1.0, "gpu_ms": 4.5},
+            {"mixer": "prism", "seq": 2048, "batch": 8, "tokens_per_s": 1500.0, "peak_mem_gib": 1.5, "gpu_ms": 5.0}]
+    assert "| prism / gdn | 0.75x / 1.50x / 0.90x |" in gdn_ratios(rows)
     del rows[1]["gpu_ms"]  # a CPU run has no GPU time
-    line = next(line for line in gdn_ratios(rows) if line.startswith("| prism / gdn"))
-    assert line.split(" | ")[1] == "0.75x / 1.50x"
+    assert "| prism / gdn | 0.75x / 1.50x |" in gdn_ratios(rows)
+    assert gdn_ratios(rows[1:]) == []  # no GDN row: no ratios
 
 
 def test_throughput_measures_a_mixer_of_your_own(tmp_path, user_mixer_source):
@@ -117,3 +165,58 @@ def test_compile_step_compares_eager_and_compiled():
     row = next(line for line in out.splitlines() if line.startswith("| attention |"))
     _, eager_ms, compiled_ms, _, grad_diff = (c.strip() for c in row.split("|")[2:7])
     assert float(eager_ms) > 0 and float(compiled_ms) > 0 and float(grad_diff) < 1e-4, row
+
+
+# The PRISM authors' repository: a checkout named by PRISM_AUTHORS_REPO, or the bare snapshot of this machine's mirror
+AUTHORS_MIRROR = Path("/work/.mirror/gpr-prism+prism/repo")
+
+
+def test_authors_benchmark_core_trains_a_model_from_a_factory():
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from authors_prism import measure
+    from throughput import compose
+
+    from lit_modules.language_model import LanguageModel
+
+    cfg = compose("prism_chunk", 32, ["model.repeat=1", "model.mixers.prism.num_heads=2",
+                                      "model.mixers.prism.head_dim=16"])
+    args = argparse.Namespace(model_steps=3, model_seq=24, model_batch=2, text_bytes=bytes(range(256)) * 8)
+    row = measure("ours", lambda: LanguageModel(cfg, vocab_size=256), args, torch.device("cpu"), torch.float32)
+    assert row["model"] == "ours" and row["seq"] == 24 and row["batch"] == 2 and len(row["losses"]) == 3
+    assert row["finite"] and row["tokens_per_s"] > 0 and row["params_m"] > 0, row
+
+
+def authors_checkout(tmp_path) -> Path:
+    import io
+    import os
+    import tarfile
+
+    if os.environ.get("PRISM_AUTHORS_REPO"):
+        return Path(os.environ["PRISM_AUTHORS_REPO"])
+    if not AUTHORS_MIRROR.is_dir():
+        pytest.skip(f"no snapshot of the PRISM authors' repository at {AUTHORS_MIRROR} (or set PRISM_AUTHORS_REPO)")
+    archive = subprocess.run(["git", "-C", str(AUTHORS_MIRROR), "archive", "--format=tar", "HEAD", "llm"],
+                             capture_output=True, timeout=120, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp_path, filter="data")
+    return tmp_path
+
+
+def test_authors_prism_imports_their_model_from_a_path_and_runs_beside_ours(tmp_path):
+    repo = authors_checkout(tmp_path / "authors")
+    out = run("benchmarks/authors_prism.py", "--repo", str(repo), "--tiny", "--out", str(tmp_path / "out"))
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["authors", "prism:none"], rows
+    assert all(r["finite"] and len(r["losses"]) == 6 for r in rows), rows
+    assert "prism:none / authors:" in out and (tmp_path / "out" / "results.md").read_text() in out
+
+
+def test_authors_prism_names_a_wrong_path(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from authors_prism import load_authors_models
+
+    with pytest.raises(FileNotFoundError) as err:
+        load_authors_models(tmp_path)
+    assert str(err.value).startswith(f"--repo {tmp_path}: neither") and "gpr-prism/prism" in str(err.value)

@@ -105,3 +105,13 @@ def test_throughput_runs_each_mixer_apart_and_merges_what_finished(tmp_path):
                    check=False)  # a mixer over its time limit is stopped
     assert "attention: rc=124 (over 1 s)" in late.stdout and late.returncode == 2, late.stdout + late.stderr
     assert "no mixer finished" in late.stderr
+
+
+def test_throughput_model_entries_name_their_mode(tmp_path):
+    # a KEY:MODE entry runs in its own process (folder KEY__MODE) with that compile mode
+    proc = gpu_run(tmp_path, "throughput", "model", str(tmp_path / "bench"), MIXERS="attention:none",
+                   BENCH_ARGS="--tiny --model-steps 3", LIMIT="300")
+    assert "attention:none: rc=0" in proc.stdout, proc.stdout + proc.stderr
+    assert (tmp_path / "bench" / "parts" / "attention__none" / "results.json").is_file()
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["model"]
+    assert [(r["mixer"], r["compile"], len(r["losses"])) for r in rows] == [("attention", "none", 3)]

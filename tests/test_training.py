@@ -66,14 +66,29 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     torch.testing.assert_close(opt_a[0]["state"][0]["exp_avg"], opt_b[0]["state"][0]["exp_avg"], rtol=0, atol=0)
 
 
-def test_compiled_run_trains_like_the_eager_run(tmp_path):
+@pytest.mark.parametrize("compile_value, extra", [
+    ("true", []),  # the bool: torch.compile's default mode
+    # a CUDA-graph mode with gradient accumulation: on the CPU Inductor compiles without the graphs, but the run
+    # goes through the same step marks and gradient allocation as on a GPU (tests/lit_modules/test_compile_gpu.py)
+    ("reduce-overhead", ["trainer.accumulate_grad_batches=2", "trainer.val_check_interval=6"]),  # 6 batches
+])
+def test_compiled_run_trains_like_the_eager_run(tmp_path, compile_value, extra):
     from torch._dynamo.utils import counters
+    from torch._inductor.cudagraph_trees import MarkStepBox
 
-    common = ["trainer.max_steps=3", "trainer.val_check_interval=3", "mixer=attention", "data.val_examples=32"]
+    common = ["trainer.max_steps=3", "trainer.val_check_interval=3", "mixer=attention", "data.val_examples=32",
+              *extra]
     eager = run(tiny(tmp_path, *common, "logging.name=eager"))
     counters.clear()
-    compiled = run(tiny(tmp_path, *common, "logging.name=compiled", "trainer.compile=true"))
+    marks = MarkStepBox.mark_step_counter  # torch.compiler.cudagraph_mark_step_begin() counts down
+    compiled = run(tiny(tmp_path, *common, "logging.name=compiled", f"trainer.compile={compile_value}"))
     assert counters["stats"]["unique_graphs"] > 0  # dynamo did compile the backbone
+    graphs = compile_value == "reduce-overhead"
+    # in the mode asked for: Inductor skips the CUDA graphs it was asked for on a CPU, and says so
+    assert (counters["inductor"]["cudagraph_skips"] > 0) == graphs
+    # a new step at every training micro-batch and validation batch (one), only for the CUDA-graph modes
+    accumulate = 2 if extra else 1
+    assert marks - MarkStepBox.mark_step_counter == (3 * accumulate + 1 if graphs else 0)
     assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-4)
     a, b = final_weights(eager["run_dir"]), final_weights(compiled["run_dir"])
     assert a.keys() == b.keys()  # compiled in place: a compiled run's checkpoint loads into an eager model

@@ -32,8 +32,9 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
         scale: default K ** -0.5. initial_state: [N, H, K, V]. output_final_state: also return S_T [N, H, K, V].
         cu_seqlens: int [N + 1] cumulative lengths of N sequences packed in a batch of 1 (state reset at each).
         chunk_size: chunk length (fla: 16, 32 or 64; the result does not depend on it).
-        backend: "triton" (fla's chunk_gated_delta_rule Triton kernel), "torch" (kernels.prism's exact chunked
-            torch path with L = 1), "naive" (token by token), "auto" (triton on CUDA, torch elsewhere).
+        backend: "triton" (fla's chunk_gated_delta_rule Triton kernels, as one custom op for torch.compile:
+            fla_op.py), "torch" (kernels.prism's exact chunked torch path with L = 1), "naive" (token by token),
+            "auto" (triton on CUDA, torch elsewhere).
     Returns:
         (o [B, T, H, V] in v's dtype, final state in fp32 or None).
     """
@@ -43,11 +44,11 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
     if scale is None:
         scale = q.shape[-1] ** -0.5
     backend = resolve_backend(backend, q, "gated_delta_rule", BACKENDS)
-    if backend == "triton":
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-        return chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,
-                                      output_final_state=output_final_state, cu_seqlens=cu_seqlens,
-                                      use_qk_l2norm_in_kernel=use_qk_l2norm, chunk_size=chunk_size)
+    if backend == "triton":  # fla's chunk_gated_delta_rule as one op for torch.compile (fla_op.py)
+        from .fla_op import fla_gated_delta_rule
+        return fla_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                                    output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                    use_qk_l2norm=use_qk_l2norm, chunk_size=chunk_size)
     from kernels.prism import prism_delta_rule
     if use_qk_l2norm:
         q, k = l2norm(q), l2norm(k)

@@ -24,6 +24,7 @@ def test_command_line_overrides_and_list_values():
     (["trainer.max_stepz=3"], ["trainer.max_stepz", "max_steps"]),  # unknown key: full path + allowed keys
     (["trainer.max_steps=abc"], ["trainer.max_steps", "abc"]),  # wrong type
     (["optim.schedule=exponential"], ["optim.schedule", "'cosine', 'constant', 'linear'"]),  # outside a Literal
+    (["trainer.compile=fastest"], ["trainer.compile", "fastest", "reduce-overhead", "max-autotune"]),
     (["mixer=prism", "model.mixers.prism.decay=exp"], ["model.mixers.prism.decay", "'sigmoid', 'gdn'"]),
     (["data.name=probes", "data.task=sort"], ["data.task", "'parity'"]),
     (["model.layers=[attention,nosuchmixer]"], ["model.layers", "nosuchmixer", "attention"]),
@@ -40,6 +41,15 @@ def test_bad_config_names_the_key_and_the_choices(argv, expected):
         compose_config(argv)
     for text in expected:
         assert text in str(err.value)
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("reduce-overhead", "reduce-overhead"),
+                                             ("max-autotune", "max-autotune")])
+def test_compile_takes_a_bool_or_a_mode_from_the_command_line_and_yaml(tmp_path, value, expected):
+    assert compose_config([f"trainer.compile={value}"]).trainer.compile == expected
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"trainer:\n  compile: {value}\n")
+    assert compose_config([f"experiment={recipe}"]).trainer.compile == expected
 
 
 def test_missing_value_is_reported(tmp_path):
