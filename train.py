@@ -201,6 +201,8 @@ def _run(cfg) -> dict:
     trainer = build_trainer(cfg, run_dir, module, loggers)
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        if hasattr(datamodule, "save_tokenizer"):  # text: export, evaluate.py and generate.py read it
+            datamodule.save_tokenizer(run_dir / "tokenizer")
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -211,6 +213,10 @@ def _run(cfg) -> dict:
     metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir),
                    params=sum(p.numel() for p in module.parameters()),  # tied weights once
                    global_zero=trainer.is_global_zero)
+    if cfg.trainer.eval_tasks and trainer.is_global_zero:
+        from evaluate import evaluate_after_training
+
+        metrics.update(evaluate_after_training(run_dir, list(cfg.trainer.eval_tasks), loggers))
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))  # metrics of the last validation
     for logger in loggers:

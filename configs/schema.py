@@ -61,6 +61,8 @@ class TrainerConfig:
     deterministic: bool = False
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
     compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
+    # lm-evaluation-harness tasks (names or task YAML files) run on the best checkpoint after training (evaluate.py)
+    eval_tasks: List[str] = field(default_factory=list)
 
 
 @dataclass
