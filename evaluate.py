@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -91,10 +90,10 @@ def open_wandb_run(run_dir: Path):
         return None
     import wandb
 
-    mode = logging.wandb_mode or os.environ.get("WANDB_MODE") or (
-        "online" if os.environ.get("WANDB_API_KEY") else "offline")
+    from lit_modules.run_summary import wandb_mode
+
     return wandb.init(project=logging.project, id=run_dir.name.replace("/", "-"), resume="allow",
-                      dir=str(run_dir), mode=mode, group=logging.group)
+                      dir=str(run_dir), mode=wandb_mode(logging), group=logging.group)
 
 
 def evaluate(model_path: Path, tasks: list[str], device: str = "cpu", **options) -> tuple[list[dict], Path]:

@@ -108,12 +108,13 @@ def build_loggers(cfg, run_dir: Path, config: dict, resume_step: int | None = No
     if resume_step is not None:
         keep_metrics_before(loggers[0], resume_step)
     if cfg.logging.wandb:
-        mode = cfg.logging.wandb_mode or os.environ.get("WANDB_MODE") or (
-            "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        from lit_modules.run_summary import wandb_mode
+
+        mode = wandb_mode(cfg.logging)
         tags = list(cfg.logging.tags) + ["layers:" + "-".join(dict.fromkeys(map(str, cfg.model.layers)))]
         wandb = WandbLogger(project=cfg.logging.project, group=cfg.logging.group or cfg.experiment,
                             name=run_dir.name, tags=tags, save_dir=str(run_dir), mode=mode, config=config,
-                            id=run_dir.name.replace("/", "-"), resume="allow")
+                            id=run_dir.name.replace("/", "-"), resume="allow", job_type=cfg.logging.job_type)
         loggers.append(wandb)
     return loggers
 
@@ -125,13 +126,14 @@ def build_trainer(cfg, run_dir: Path, module, loggers):
 
     from datamodules.loader import ConsumedBatches
     from lit_modules.callbacks import RNGState
+    from lit_modules.run_summary import ModelSizeSummary
 
     t = cfg.trainer
     monitor, mode = module.monitor
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
                         save_last=True, enable_version_counter=False),
-        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"),
+        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"), ModelSizeSummary(),
     ]
     if t.ckpt_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False,

@@ -73,6 +73,7 @@ class LoggingConfig:
     wandb_mode: Optional[str] = None  # online | offline | disabled; default offline without WANDB_API_KEY
     project: str = "prism"
     group: Optional[str] = None  # default: the experiment name
+    job_type: Optional[str] = None  # W&B job type (compare.py: the pattern's label)
     tags: List[str] = field(default_factory=list)
 
 
@@ -86,3 +87,4 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ckpt_path: Optional[str] = None  # last | best | a path: resume (last) or start from that checkpoint
+    compare: Optional[Dict[str, Any]] = None  # set by compare.py: label, pattern, setting, seed, lr of this run
