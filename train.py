@@ -208,6 +208,8 @@ def _run(cfg) -> dict:
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.checkpoint_callback.best_model_score is not None:  # the monitored metric at the best validation
+        metrics[f"best/{module.monitor[0]}"] = float(trainer.checkpoint_callback.best_model_score)
     if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
         best = trainer.checkpoint_callback.best_model_path or None
         for result in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):

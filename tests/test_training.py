@@ -142,6 +142,7 @@ def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, data_file, mixer):
     cfg = compose_config(["experiment=lm_char", f"mixer={mixer}", f"data.path={data_file('tinyshakespeare')}",
                           f"data.cache_dir={tmp_path / 'cache'}", "data.seq_len=64", "data.batch_size=16",
                           "data.val_max_batches=8", "model.d_model=32", "model.repeat=2", "model.dropout=0",
+                          "model.mixers.prism.num_heads=4",  # lm_char's 6 heads of 64 do not divide width 32
                           "trainer.max_steps=300", "trainer.val_check_interval=300", "optim.lr=3e-3",
                           f"logging.out_dir={tmp_path}", "logging.wandb=false", "trainer.enable_progress_bar=false"])
     metrics = run(cfg)
@@ -167,3 +168,14 @@ def test_bad_text_data_stops_before_any_output(tmp_path, capsys, content, overri
     err = capsys.readouterr().err
     assert code == 2 and message in err and str(path) in err, err
     assert not out.exists()
+
+
+def test_summary_holds_the_best_value_of_the_monitored_metric(tmp_path):
+    # an lr so high that the second validation is worse than the first: the best is not the last
+    metrics = run(tiny(tmp_path, "trainer.max_steps=4", "trainer.val_check_interval=2", "optim.lr=0.1",
+                       "optim.warmup_steps=0", "optim.schedule=constant"))
+    with open(Path(metrics["run_dir"]) / "metrics.csv") as f:
+        losses = [float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]]
+    assert len(losses) == 2 and losses[0] < losses[1]
+    assert metrics["best/val/loss"] == pytest.approx(losses[0]) and metrics["val/loss"] == pytest.approx(losses[1])
+    assert json.loads((Path(metrics["run_dir"]) / "summary.json").read_text())["best/val/loss"] == metrics["best/val/loss"]
