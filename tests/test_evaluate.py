@@ -132,3 +132,14 @@ def test_task_data_that_needs_the_network_is_a_one_line_error(text_run, capsys):
 def test_bad_model_path_is_one_line(argv, message, capsys):
     assert evaluate.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_text_outside_a_character_vocabulary_is_a_one_line_error(text_run, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(TASKS / "docs.py", tmp_path)
+    (tmp_path / "tiny.jsonl").write_text(json.dumps({**DOCS[0], "context": "The Cat sat on the"}) + "\n")
+    (tmp_path / "upper.yaml").write_text((TASKS / "tiny_choice.yaml").read_text().replace("tiny_choice", "upper"))
+    assert evaluate.main([str(text_run), "--tasks", str(tmp_path / "upper.yaml")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the harness's progress bars
+    assert last.startswith("error: the tokenizer cannot encode a text of this task") and "Missing" in last, last

@@ -129,3 +129,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, make, message):
     assert export_main([str(make(tmp_path)), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_beam_search_reorders_the_recurrent_states(text_run):
+    # each beam's score (mean log-likelihood of its new tokens) equals a fresh forward pass over the whole sequence:
+    # the states followed their beams through every reordering
+    from lit_modules.export import load_model
+
+    model, tok, _ = load_model(text_run)
+    x = torch.tensor([tok.encode("the cat sat")])
+    out = model.generate(x, attention_mask=torch.ones_like(x), num_beams=3, num_return_sequences=3, max_new_tokens=5,
+                         do_sample=False, output_scores=True, return_dict_in_generate=True)
+    for sequence, score in zip(out.sequences, out.sequences_scores):
+        with torch.no_grad():
+            logprobs = model(sequence[None]).logits[0, :-1].double().log_softmax(-1)
+        new = range(x.shape[1], len(sequence))
+        assert float(score) == pytest.approx(sum(float(logprobs[i - 1, sequence[i]]) for i in new) / len(new),
+                                             rel=1e-5)
