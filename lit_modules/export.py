@@ -30,8 +30,9 @@ from .hf_model import MixerLMConfig, MixerLMForCausalLM
 
 # Lightning module attribute -> Hugging Face attribute (lit_modules/language_model.py -> lit_modules/hf_model.py)
 _RENAMES = (("embed.", "model.embed_tokens."), ("backbone.", "model.backbone."), ("head.", "lm_head."))
-REMOTE_CODE = '''"""The classes of this model folder, imported from the repository that exported it (lit_modules/hf_model.py).
-That repository must be importable, e.g. PYTHONPATH=<its root>: this folder does not carry the mixers' code."""
+REMOTE_CODE = '''"""The classes of this model folder, imported from the repository that exported it
+(lit_modules/hf_model.py). That repository must be importable, e.g. PYTHONPATH=<its root>: this folder does not
+carry the mixers' code."""
 from lit_modules.hf_model import MixerLMConfig, MixerLMForCausalLM  # noqa: F401
 '''
 AUTO_MAP = {"AutoConfig": "modeling_mixer_lm.MixerLMConfig",

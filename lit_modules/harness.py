@@ -96,7 +96,7 @@ class HarnessLM(TemplateLM):
 
 
 def run_tasks(model, tokenizer, tasks: list[str], *, limit: float | None = None, num_fewshot: int | None = None,
-              batch_size: int = 16, bootstrap_iters: int = 100_000) -> dict:
+              batch_size: int = 16) -> dict:
     """The harness's results dict (``results``, ``n-shot``, ``versions``, ``configs``) for the tasks: harness task
     names or paths of task YAML files."""
     from lm_eval import simple_evaluate
@@ -107,8 +107,8 @@ def run_tasks(model, tokenizer, tasks: list[str], *, limit: float | None = None,
     # the harness indexes its ~15k built-in task files in 10-20 s; task YAML files alone do not need the index
     builtin = not all(str(t).endswith((".yaml", ".yml")) for t in tasks)
     results = simple_evaluate(model=HarnessLM(model, tokenizer, batch_size), tasks=list(tasks),
-                              task_manager=TaskManager(include_defaults=builtin), limit=limit, num_fewshot=num_fewshot, log_samples=False,
-                              bootstrap_iters=bootstrap_iters)
+                              task_manager=TaskManager(include_defaults=builtin), limit=limit,
+                              num_fewshot=num_fewshot, log_samples=False)
     return {k: results[k] for k in ("results", "n-shot", "versions", "configs", "higher_is_better") if k in results}
 
 

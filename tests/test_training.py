@@ -178,4 +178,5 @@ def test_summary_holds_the_best_value_of_the_monitored_metric(tmp_path):
         losses = [float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]]
     assert len(losses) == 2 and losses[0] < losses[1]
     assert metrics["best/val/loss"] == pytest.approx(losses[0]) and metrics["val/loss"] == pytest.approx(losses[1])
-    assert json.loads((Path(metrics["run_dir"]) / "summary.json").read_text())["best/val/loss"] == metrics["best/val/loss"]
+    summary = json.loads((Path(metrics["run_dir"]) / "summary.json").read_text())
+    assert summary["best/val/loss"] == metrics["best/val/loss"]

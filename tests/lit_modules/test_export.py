@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from configs import compose_config, config_to_dict
@@ -53,6 +54,9 @@ def same_as_lightning(module: LanguageModel, model, vocab: int, generate: bool =
         padded = model(x, attention_mask=mask).logits
         torch.testing.assert_close(padded[1, 4:], module(x[1:, 4:])[0][0], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(padded[0], module(x[:1])[0][0], rtol=1e-5, atol=1e-5)
+        # labels are the inputs, shifted inside, as transformers' causal LMs take them
+        expected = F.cross_entropy(module(x)[0][:, :-1].flatten(0, 1), x[:, 1:].flatten())
+        torch.testing.assert_close(model(x, labels=x).loss, expected, rtol=1e-5, atol=1e-6)
     if generate:
         ours = module.generate(x, 6, temperature=0)
         theirs = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=6, do_sample=False)
