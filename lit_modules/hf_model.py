@@ -163,11 +163,17 @@ class MixerLMModel(MixerLMPreTrainedModel):
             mask = attention_mask[:, -h.shape[1]:].bool()
             if bool(mask.all()):
                 mask = None  # no padding: the mixers' unmasked paths
-        cache = past_key_values if isinstance(past_key_values, MixerCache) and len(past_key_values) else None
-        h, states = self.backbone(h, mask=mask, states=cache.states if cache else None, use_cache=bool(use_cache))
-        if use_cache:
-            past_key_values = MixerCache(states, (cache.seen_tokens if cache else 0) + h.shape[1])
-        return BaseModelOutputWithPast(last_hidden_state=h, past_key_values=past_key_values if use_cache else None)
+        if past_key_values is not None and not isinstance(past_key_values, MixerCache):
+            raise TypeError(f"past_key_values must be a MixerCache (the mixers' states), got "
+                            f"{type(past_key_values).__name__}")
+        use_cache = past_key_values is not None if use_cache is None else use_cache
+        past = past_key_values.states if past_key_values is not None and past_key_values.states else None
+        h, states = self.backbone(h, mask=mask, states=past, use_cache=use_cache)
+        cache = None
+        if use_cache:  # updated in place, as transformers' own caches are
+            cache = past_key_values if past_key_values is not None else MixerCache()
+            cache.states, cache.seen_tokens = states, cache.seen_tokens + h.shape[1]
+        return BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache)
 
 
 class MixerLMForCausalLM(MixerLMPreTrainedModel, GenerationMixin):

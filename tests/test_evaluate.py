@@ -126,12 +126,12 @@ def test_task_data_that_needs_the_network_is_a_one_line_error(text_run, capsys):
     assert err.startswith("error: task data could not be downloaded") and "hub" in err and "\n" not in err, err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["nowhere", "--tasks", "x"], "does not exist"),
-])
-def test_bad_model_path_is_one_line(argv, message, capsys):
-    assert evaluate.main(argv) == 2
-    assert message in capsys.readouterr().err
+def test_bad_model_or_task_is_one_line(text_run, capsys):
+    assert evaluate.main(["nowhere", "--tasks", "x"]) == 2
+    assert capsys.readouterr().err.startswith("error: MODEL: nowhere does not exist")
+    assert evaluate.main([str(text_run), "--tasks", "nosuch.yaml"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: --tasks:") and "nosuch.yaml" in last, last
 
 
 def test_text_outside_a_character_vocabulary_is_a_one_line_error(text_run, tmp_path, capsys):

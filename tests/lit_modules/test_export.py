@@ -54,6 +54,12 @@ def same_as_lightning(module: LanguageModel, model, vocab: int, generate: bool =
         padded = model(x, attention_mask=mask).logits
         torch.testing.assert_close(padded[1, 4:], module(x[1:, 4:])[0][0], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(padded[0], module(x[:1])[0][0], rtol=1e-5, atol=1e-5)
+        # a cache passed in is updated in place, and the rest of the sequence continues from it
+        cache = MixerCache()
+        assert model(x[:, :8], past_key_values=cache, use_cache=True).past_key_values is cache
+        torch.testing.assert_close(model(x[:, 8:], past_key_values=cache).logits, module(x)[0][:, 8:], rtol=1e-5,
+                                   atol=1e-5)
+        assert cache.get_seq_length() == 13
         # labels are the inputs, shifted inside, as transformers' causal LMs take them
         expected = F.cross_entropy(module(x)[0][:, :-1].flatten(0, 1), x[:, 1:].flatten())
         torch.testing.assert_close(model(x, labels=x).loss, expected, rtol=1e-5, atol=1e-6)
