@@ -15,7 +15,9 @@ Config overrides (``experiment=...``, ``key=value``) go before the options or af
 Runs go through train.run, one after another (or --jobs N at once, each in its own process), into
 <out>/runs/<experiment>/<label>.lr<lr>.s<seed>-<group hash>, each
 logged to W&B (when logging.wandb) in one group (--group, default the output folder's name) with tags
-``compare``, ``pattern:<label>``, ``seed:<s>``, ``lr:<lr>`` (and ``<vary key>:<value>``). A finished run (its
+``compare``, ``pattern:<label>``, ``seed:<s>``, ``lr:<lr>`` (and ``<vary key>:<value>``), with config.compare =
+{label, pattern, setting, vary_key, seed, lr}, the label as job type, and params and state_size in its summary; at
+the end one more run of the group (job type summary) gets the summary table and the plots. A finished run (its
 summary.json exists) is not run again, so re-running the same command with the same --out resumes a sweep; an
 interrupted run resumes from its last checkpoint.
 
@@ -38,6 +40,7 @@ from benchmarks.compare import CompareError
 from benchmarks.compare.plan import plan_runs
 from benchmarks.compare.report import report
 from benchmarks.compare.run import execute, threads_per_job
+from benchmarks.compare.wandb_summary import log_summary
 from configs import ConfigError, compose_config
 
 USAGE = __doc__
@@ -102,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compare: {len(plan)} runs of experiment {experiment} into {out} (W&B group {group})"
               + (f", {args.jobs} at once with {threads} CPU thread(s) each" if args.jobs > 1 else ""), flush=True)
         failed = execute(plan, args.jobs, threads)
-        report(out / "runs", out, args.metric, args.mode, args.columns)
+        rows, _ = report(out / "runs", out, args.metric, args.mode, args.columns)
+        if plan[0]["cfg"].logging.wandb and rows:
+            print(f"W&B: summary table and plots in run {log_summary(out, rows, plan[0]['cfg'].logging, group)} "
+                  f"of group {group}")
     except CompareError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

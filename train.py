@@ -108,12 +108,13 @@ def build_loggers(cfg, run_dir: Path, config: dict, resume_step: int | None = No
     if resume_step is not None:
         keep_metrics_before(loggers[0], resume_step)
     if cfg.logging.wandb:
-        mode = cfg.logging.wandb_mode or os.environ.get("WANDB_MODE") or (
-            "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        from lit_modules.run_summary import wandb_mode
+
+        mode = wandb_mode(cfg.logging)
         tags = list(cfg.logging.tags) + ["layers:" + "-".join(dict.fromkeys(map(str, cfg.model.layers)))]
         wandb = WandbLogger(project=cfg.logging.project, group=cfg.logging.group or cfg.experiment,
                             name=run_dir.name, tags=tags, save_dir=str(run_dir), mode=mode, config=config,
-                            id=run_dir.name.replace("/", "-"), resume="allow")
+                            id=run_dir.name.replace("/", "-"), resume="allow", job_type=cfg.logging.job_type)
         loggers.append(wandb)
     return loggers
 
@@ -135,13 +136,14 @@ def build_trainer(cfg, run_dir: Path, module, loggers, val_check_interval: int):
 
     from datamodules.loader import ConsumedBatches
     from lit_modules.callbacks import BestValidation, RNGState
+    from lit_modules.run_summary import ModelSizeSummary
 
     t = cfg.trainer
     monitor, mode = module.monitor
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
                         save_last=True, enable_version_counter=False),
-        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"), BestValidation(monitor, mode),
+        ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"), BestValidation(monitor, mode), ModelSizeSummary(),
     ]
     if t.ckpt_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False,
@@ -215,6 +217,8 @@ def _run(cfg) -> dict:
     compile_for_training(trainer, module.backbone, cfg.trainer.compile)  # in place: checkpoints keep their keys
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        if hasattr(datamodule, "save_tokenizer"):  # text: export, evaluate.py and generate.py read it
+            datamodule.save_tokenizer(run_dir / "tokenizer")
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -230,6 +234,10 @@ def _run(cfg) -> dict:
     metrics.update(step=trainer.global_step, seconds=round(time.time() - started, 1), run_dir=str(run_dir),
                    params=sum(p.numel() for p in module.parameters()),  # tied weights once
                    global_zero=trainer.is_global_zero)
+    if cfg.trainer.eval_tasks and trainer.is_global_zero:
+        from evaluate import evaluate_after_training
+
+        metrics.update(evaluate_after_training(run_dir, list(cfg.trainer.eval_tasks), loggers))
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(metrics, indent=2))
     for logger in loggers:

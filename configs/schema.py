@@ -65,6 +65,8 @@ class TrainerConfig:
     # torch.compile the backbone in place (checkpoints keep their keys) in this mode; true = default, and
     # reduce-overhead / max-autotune replay CUDA graphs (lit_modules/compile.py, docs/training.md#compilation)
     compile: Union[bool, Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]] = False
+    # lm-evaluation-harness tasks (names or task YAML files) run on the best checkpoint after training (evaluate.py)
+    eval_tasks: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class LoggingConfig:
     wandb_mode: Optional[str] = None  # online | offline | disabled; default offline without WANDB_API_KEY
     project: str = "prism"
     group: Optional[str] = None  # default: the experiment name
+    job_type: Optional[str] = None  # W&B job type (compare.py: the pattern's label)
     tags: List[str] = field(default_factory=list)
 
 
@@ -88,3 +91,4 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ckpt_path: Optional[str] = None  # last | best | a path: resume (last) or start from that checkpoint
+    compare: Optional[Dict[str, Any]] = None  # set by compare.py: label, pattern, setting, seed, lr of this run

@@ -194,6 +194,11 @@ class TextDataModule(L.LightningDataModule):
     def eos_id(self) -> int:
         return int(self._open_cache().meta["eos_id"])
 
+    def save_tokenizer(self, directory: Path) -> None:
+        """The tokenizer in transformers' format (``AutoTokenizer.from_pretrained(directory)`` reads it), so that a
+        run folder alone can be exported, evaluated and sampled from (docs/evaluation.md)."""
+        self.tokenizer.to_hf().save_pretrained(str(directory))
+
     # --- Lightning hooks --------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         self._build_datasets()

@@ -3,7 +3,8 @@
 Every tokenizer here has the same small interface: ``encode(str) -> list[int]``, ``decode(list[int]) -> str``,
 ``encode_array(str) -> np.ndarray`` and ``encode_batch(list[str]) -> list[np.ndarray]`` (fast paths for the
 token cache), ``eos_id``, ``vocab_size``, ``name`` and ``save(directory)``; ``load_tokenizer(directory)`` reads
-a saved one back without the corpus or the network.
+a saved one back without the corpus or the network. ``to_hf()`` gives the same ids as a ``transformers`` tokenizer
+(EOS also the padding token), which a run folder keeps for export, evaluation and generation (docs/evaluation.md).
 
 - ``char``: one id per distinct character of the corpus (sorted by code point, so Tiny Shakespeare gets the
   usual nanoGPT ids 0..64), plus EOS as the last id.
@@ -157,6 +158,17 @@ class CharTokenizer:
                 raise TokenizerError(f"character tokenizer: id {i} is outside the vocabulary 0..{eos}")
         return "".join(out)
 
+    def to_hf(self):
+        """One token per character (a WordLevel model over single characters), EOS a special token."""
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+        vocab = {c: i for i, c in enumerate(self.chars)} | {EOS_TOKEN: self.eos_id}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tok.decoder = decoders.Fuse()  # characters joined as they are, no spaces between tokens
+        tok.add_special_tokens([EOS_TOKEN])
+        return _hf_fast(tok)
+
     def save(self, directory: Path) -> None:
         (Path(directory) / "char_vocab.json").write_text(json.dumps({"chars": self.chars}, ensure_ascii=False))
         _write_meta(directory, {"kind": "char"})
@@ -199,6 +211,9 @@ class FastTokenizer:
     def decode(self, ids) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def to_hf(self):
+        return _hf_fast(self.tok)
+
     def save(self, directory: Path) -> None:
         self.tok.save(str(Path(directory) / "tokenizer.json"))
         _write_meta(directory, {"kind": "bpe", "name": self.name})
@@ -238,6 +253,11 @@ class PretrainedTokenizer:
     def decode(self, ids) -> str:
         return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def to_hf(self):
+        if self.hf.pad_token is None:  # batched generation pads on the left; the mask hides which id it is
+            self.hf.pad_token = self.hf.convert_ids_to_tokens(self.eos_id)
+        return self.hf
+
     def save(self, directory: Path) -> None:
         self.hf.save_pretrained(str(Path(directory) / "hf_tokenizer"))
         _write_meta(directory, {"kind": "pretrained", "name": self.name})
@@ -255,6 +275,13 @@ def _cap_chars(texts: Iterable[str], max_chars: int) -> Iterator[str]:
 
 def _write_meta(directory: Path, meta: dict) -> None:
     (Path(directory) / _META).write_text(json.dumps(meta))
+
+
+def _hf_fast(tokenizer):
+    """A ``tokenizers.Tokenizer`` as a transformers tokenizer: no BOS or other added tokens, EOS pads."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS_TOKEN, pad_token=EOS_TOKEN)
 
 
 def is_trained(spec: str) -> bool:

@@ -104,13 +104,18 @@ class Backbone(nn.Module):
         return sum(b.mixer.state_size(seq_len) for b in self.blocks)
 
 
+def mixer_configs(model_cfg) -> dict[str, Any]:
+    """Each mixer of the stack's pattern -> its ``Config`` dataclass (defaults filled in), in layer order."""
+    configs = {}
+    for name in dict.fromkeys(expand_layers(model_cfg)):
+        cfg = model_cfg.mixers.get(name, {}) if hasattr(model_cfg.mixers, "get") else {}
+        configs[name] = _as_dataclass(get_mixer(name).Config, cfg)
+    return configs
+
+
 def build_backbone(model_cfg) -> Backbone:
     """model_cfg: the composed ``model`` section (``mixers`` already typed per mixer by configs.compose)."""
-    mixer_configs = {}
-    for name in set(expand_layers(model_cfg)):
-        cfg = model_cfg.mixers.get(name, {}) if hasattr(model_cfg.mixers, "get") else {}
-        mixer_configs[name] = _as_dataclass(get_mixer(name).Config, cfg)
-    return Backbone(model_cfg, mixer_configs)
+    return Backbone(model_cfg, mixer_configs(model_cfg))
 
 
 def _as_dataclass(schema: type, values) -> Any:

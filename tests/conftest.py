@@ -102,3 +102,37 @@ def data_file():
         pytest.skip(message)
 
     return find
+
+
+HYBRID_OF_EVERY_MIXER = ["model.layers=[attention,prism,gdn,gla,mamba2,ttt_mlp]", "model.repeat=1",
+                         "model.d_model=32", "model.mixers.attention.num_heads=2", "model.mixers.prism.num_heads=2",
+                         "model.mixers.gdn.num_heads=2", "model.mixers.gla.num_heads=2",
+                         "model.mixers.mamba2.head_dim=16", "model.mixers.ttt_mlp.head_dim=16"]
+LOCAL_TASKS = Path(__file__).parent / "lm_eval_tasks"  # lm-evaluation-harness tasks on local data
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory):
+    """A finished run folder of a character-level LM whose layers are every built-in mixer once, trained a few
+    steps through train.py on a small corpus holding every character of the local harness tasks, with W&B offline
+    and ``trainer.eval_tasks`` set to those tasks."""
+    import random
+
+    from configs import compose_config
+    from train import run
+
+    root = tmp_path_factory.mktemp("text_run")
+    words = ("the cat sat on mat sky dog ran to door be or not that is question sun in and moon a tea hat sea all "
+             "day").split()
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + rng.choice([".", ",", "", "?"])
+             for _ in range(400)]
+    (root / "corpus.txt").write_text("\n".join(lines) + "\n")
+    tasks = ",".join(str(LOCAL_TASKS / f"tiny_{kind}.yaml") for kind in ("choice", "ppl", "gen"))
+    cfg = compose_config(["experiment=lm_char", f"data.path={root / 'corpus.txt'}", f"data.cache_dir={root / 'cache'}",
+                          "data.seq_len=32", "data.batch_size=8", *HYBRID_OF_EVERY_MIXER, "trainer.max_steps=4",
+                          "trainer.val_check_interval=4", f"trainer.eval_tasks=[{tasks}]", "logging.wandb=true",
+                          f"logging.out_dir={root / 'runs'}", "logging.name=hybrid", "logging.project=tests",
+                          "trainer.enable_progress_bar=false"])
+    metrics = run(cfg)
+    return Path(metrics["run_dir"])

@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,18 +90,53 @@ def test_rerun_keeps_finished_runs(sweep, capsys):
     assert "done before, kept" in capsys.readouterr().out
 
 
-def test_each_run_is_its_own_wandb_run_in_one_group(tmp_path, monkeypatch):
+def wandb_records(log: Path) -> list[dict]:
+    """The records of an offline W&B run file, read back with the wandb CLI."""
+    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(log)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def run_and_summary(records: list[dict]) -> tuple[dict, dict]:
+    summary = {}
+    for record in records:
+        summary.update(record.get("summary", {}).get("update", {}))
+    return next(r["run"] for r in records if r.get("type") == "run"), summary
+
+
+def test_each_run_is_its_own_wandb_run_in_one_group_and_a_summary_run_holds_the_table(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "wb"
     code = compare.main([*TINY, "--patterns", "[attention]", "--seeds", "0", "1", "--out", str(out), "--group",
                          "grp-test", "--", "trainer.max_steps=2", "logging.wandb=true"])
     assert code == 0
+    table_runs = {r["name"]: r for r in read_csv(out / "runs.csv")}
     run_dirs = sorted(p.parent for p in (out / "runs").rglob("summary.json"))
     assert len(run_dirs) == 2
-    for run_dir in run_dirs:  # without wandb.finish() between runs the second would log into the first
+    for seed, run_dir in enumerate(run_dirs):  # without wandb.finish() between runs the second would log into the first
         logs = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
         assert len(logs) == 1 and run_dir.name in logs[0].name
-        assert b"grp-test" in logs[0].read_bytes()
+        run, summary = run_and_summary(wandb_records(logs[0]))
+        assert run["run_group"] == "grp-test" and run["job_type"] == "attention"
+        assert run["config"]["update"]["compare"] == {"label": "attention", "pattern": "[attention]", "setting": None,
+                                                       "vary_key": None, "seed": seed, "lr": 3e-3}
+        # the table's columns, as compare.py computes them from the run folder
+        assert summary["params"] == int(table_runs[run_dir.name]["params"])
+        assert summary["state_size"] == int(table_runs[run_dir.name]["state_size"]) == 2 * 32 * 16
+    log, = out.glob("wandb/offline-run-*/run-*.wandb")
+    run, summary = run_and_summary(wandb_records(log))
+    assert run["run_group"] == "grp-test" and run["job_type"] == "summary" and summary["summary._type"] == "table-file"
+    table = json.loads(next(log.parent.glob("files/media/table/summary_*.table.json")).read_text())
+    expected = read_csv(out / "summary.csv")
+    assert table["columns"] == list(expected[0])
+    row = dict(zip(table["columns"], table["data"][0]))
+    assert len(table["data"]) == len(expected) == 1 and row["setting"] is None
+    assert (row["pattern"], row["layers"], row["state_size"], row["params"], row["seeds"]) == (
+        expected[0]["pattern"], expected[0]["layers"], int(expected[0]["state_size"]), int(expected[0]["params"]), 2)
+    assert row["mean"] == pytest.approx(float(expected[0]["mean"]))
+    images = sorted(p.name.rsplit("_", 2)[0] for p in log.parent.glob("files/media/images/plots/*.png"))
+    assert images == sorted(p.stem for p in out.glob("*.png")) == ["acc_by_slice", "acc_vs_state", "loss_curves"]
 
 
 @pytest.mark.parametrize("argv,message", [

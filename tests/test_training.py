@@ -157,6 +157,7 @@ def test_char_lm_loss_drops_on_tiny_shakespeare(tmp_path, data_file, mixer):
     cfg = compose_config(["experiment=lm_char", f"mixer={mixer}", f"data.path={data_file('tinyshakespeare')}",
                           f"data.cache_dir={tmp_path / 'cache'}", "data.seq_len=64", "data.batch_size=16",
                           "data.val_max_batches=8", "model.d_model=32", "model.repeat=2", "model.dropout=0",
+                          "model.mixers.prism.num_heads=4",  # lm_char's 6 heads of 64 do not divide width 32
                           "trainer.max_steps=300", "trainer.val_check_interval=300", "optim.lr=3e-3",
                           f"logging.out_dir={tmp_path}", "logging.wandb=false", "trainer.enable_progress_bar=false"])
     metrics = run(cfg)

@@ -102,6 +102,10 @@ def plan_runs(args, base_argv: list[str], out: Path, group: str) -> list[dict]:
                     if vary_key:
                         tags.append(f"{vary_key}:{setting}")
                     cfg.logging.tags = list(dict.fromkeys(list(cfg.logging.tags) + [t[:64] for t in tags]))
+                    # W&B: config.compare and the job type let a workspace group and filter runs as the tables do
+                    cfg.compare = {"label": pattern.label, "pattern": pattern.text, "setting": setting,
+                                   "vary_key": vary_key, "seed": int(seed), "lr": float(lr)}
+                    cfg.logging.job_type = pattern.label
                     plan.append({"cfg": cfg, "label": pattern.label, "pattern": pattern.text, "seed": int(seed),
                                  "lr": float(lr), "vary_key": vary_key, "setting": setting, "group": group,
                                  "run_dir": out / "runs" / cfg.experiment / name})

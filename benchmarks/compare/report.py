@@ -11,18 +11,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from lit_modules.run_summary import eval_seq_len
+
 from . import CompareError
 from .plots import plots
-
-
-def eval_seq_len(data: dict) -> int | None:
-    """The longest sequence the model is evaluated on (state sizes of attention are taken there)."""
-    if data.get("val_settings"):
-        return max(int(s[0]) for s in data["val_settings"])
-    for key in ("seq_len", "max_len", "maxlen", "block_size"):
-        if data.get(key):
-            return int(data[key])
-    return None
 
 
 def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, str]:
