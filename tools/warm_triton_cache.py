@@ -69,7 +69,8 @@ def warm_tests(dtype: str | None, match: str = "") -> None:
             print(f"{time.perf_counter() - t0:7.1f}s {name} {shown}", flush=True)
 
 
-def warm_bench() -> None:
+def warm_bench(only: set[str] = frozenset()) -> None:
+    """``only``: entries like op:gdn or layer:prism (default: every op and layer)."""
     import torch
 
     from benchmarks import throughput
@@ -81,13 +82,14 @@ def warm_bench() -> None:
             fn()
         print(f"{time.perf_counter() - t0:7.1f}s {label}", flush=True)
 
+    wanted = lambda entry: not only or entry in only  # noqa: E731
     for name in op_bench.OPS:
-        if name != "prism_chunk":  # plain torch: nothing to compile
+        if name != "prism_chunk" and wanted(f"op:{name}"):  # prism_chunk is plain torch: nothing to compile
             timed(f"op {name}", lambda: op_bench.bench(name, 8, 2048, 6, 2, 128, torch.bfloat16, "cpu", 1, 0))
     os.environ.pop("PRISM_TRITON_IMPL", None)  # the op rows set these; the layers use the defaults
     os.environ.pop("PRISM_TRITON_EXPANDED_MAX", None)
     args = argparse.Namespace(warmup=0, repeat=1, rounds=1)
-    for key in throughput.TRITON_MIXERS:
+    for key in filter(lambda key: wanted(f"layer:{key}"), throughput.TRITON_MIXERS):
         # "auto" picks the GPU kernels only on CUDA tensors; on the GPU these are the benchmark's own choices
         throughput.MIXER_OVERRIDES[key] = [*throughput.MIXER_OVERRIDES[key], f"model.mixers.{key}.backend=triton"]
         timed(f"layer {key}", lambda: throughput.bench_layers([key], 2048, 8, 768, torch.device("cpu"),
@@ -100,13 +102,15 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["bf16", "fp32"], help="tests: only this dtype's cases")
     ap.add_argument("--match", default="", help="tests: only test functions whose name contains this (to split "
                                                    "the warm-up over processes)")
+    ap.add_argument("--only", default="", help="bench: only these comma-separated entries, e.g. "
+                                                "op:gdn,op:prism_split_fused_e256,layer:prism,layer:gdn")
     a = ap.parse_args()
     if not os.environ.get("TRITON_CACHE_DIR"):
         sys.exit("warm_triton_cache: set TRITON_CACHE_DIR to the absolute path the GPU machine will use")
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("warm_triton_cache: unset TRITON_INTERPRET (this compiles for the GPU)")
     pretend_hopper()
-    warm_tests(a.dtype, a.match) if a.what == "tests" else warm_bench()
+    warm_tests(a.dtype, a.match) if a.what == "tests" else warm_bench(set(filter(None, a.only.split(","))))
 
 
 if __name__ == "__main__":
