@@ -16,8 +16,8 @@ Runs go through train.run, one after another (or --jobs N at once, each in its o
 <out>/runs/<experiment>/<label>.lr<lr>.s<seed>-<group hash>, each
 logged to W&B (when logging.wandb) in one group (--group, default the output folder's name) with tags
 ``compare``, ``pattern:<label>``, ``seed:<s>``, ``lr:<lr>`` (and ``<vary key>:<value>``). A finished run (its
-summary.json exists) is not run again, so re-running the same command with the same --out resumes a sweep; an
-interrupted run resumes from its last checkpoint.
+summary.json is complete) is not run again, so re-running the same command with the same --out resumes a sweep;
+an interrupted run resumes from its last checkpoint, and one that diverged is kept as diverged.
 
 Outputs in <out>: runs.csv (every run), summary.csv and summary.md (per pattern, and per --vary value: the best
 learning rate by the mean of --metric over seeds, the metric's mean and standard deviation over seeds at that
