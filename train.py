@@ -58,7 +58,7 @@ def build_trainer(cfg, run_dir, module, loggers):
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     from datamodules.loader import ConsumedBatches
-    from lit_modules.atomic import AtomicCheckpointIO
+    from lit_modules.atomic_writers import AtomicCheckpointIO
     from lit_modules.callbacks import (LogStepAfterResume, OptimSettingsOnResume, RNGState, StopOnDivergence,
                                       StopOnSignal, ValidateAtEnd)
 
@@ -68,11 +68,11 @@ def build_trainer(cfg, run_dir, module, loggers):
     monitor, mode = module.monitor
     checkpoints = run_dir.run_dir / "checkpoints"
     callbacks = [
-        run_dir, StopOnDivergence(), StopOnSignal(run_dir), ValidateAtEnd(), LogStepAfterResume(),
-        OptimSettingsOnResume(),
+        run_dir, StopOnDivergence(), ValidateAtEnd(), LogStepAfterResume(), OptimSettingsOnResume(),
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                         save_last=True, enable_version_counter=False),
         ConsumedBatches(), RNGState(), LearningRateMonitor(logging_interval="step"),
+        StopOnSignal(run_dir),  # after ConsumedBatches: its checkpoint counts the step's batch as consumed
     ]
     if t.ckpt_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename="last", save_last=False,
@@ -123,11 +123,12 @@ def run(cfg, argv: list[str] | None = None) -> dict:
     from omegaconf import OmegaConf
 
     from lit_modules.atomic import write_text_atomic
-    from lit_modules.callbacks import Diverged, SharedRunDir
+    from lit_modules.callbacks import SharedRunDir
     from lit_modules.distributed import is_launch_rank_zero
     from lit_modules.loggers import build_loggers, model_sizes, record_sizes
     from lit_modules.resume import changed_settings, check_checkpoint_matches, resume_target
-    from lit_modules.run_dir import checkpoint_file, claim_new_run_dir, discard, lock_run_dir, run_identity, write_summary
+    from lit_modules.run_dir import (Diverged, checkpoint_file, claim_new_run_dir, discard, lock_run_dir,
+                                     run_identity, write_summary)
 
     config = config_to_dict(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -215,9 +216,8 @@ def summary_line(cfg, metrics: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from lit_modules.atomic import WriteFailed
-    from lit_modules.callbacks import Diverged, Interrupted
     from lit_modules.distributed import is_launch_rank_zero
-    from lit_modules.run_dir import RunError
+    from lit_modules.run_dir import Diverged, Interrupted, RunError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:

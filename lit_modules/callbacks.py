@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch import Callback
 
 from .optim import apply_settings
-from .run_dir import checkpoint_file
+from .run_dir import Diverged, Interrupted, checkpoint_file
 
 
 class RNGState(Callback):
@@ -63,10 +63,6 @@ class ValidateAtEnd(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True  # Lightning validates (and checkpoints) at a step that stops the run
-
-
-class Diverged(RuntimeError):
-    """Training produced a non-finite loss or gradient norm; the message names the step and the value."""
 
 
 class StopOnDivergence(Callback):
@@ -174,11 +170,3 @@ class StopOnSignal(Callback):
             path = checkpoint_file(self.run_dir.run_dir)
             trainer.save_checkpoint(path)
             raise Interrupted(self.received or signal.SIGTERM, trainer.global_step, path)
-
-
-class Interrupted(Exception):
-    """The run was stopped by a signal after saving a checkpoint at ``step``."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path):
-        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
-        super().__init__(f"{signal.Signals(self.signum).name} at step {step}; saved {checkpoint}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .atomic import AtomicCSVLogger
+from .atomic_writers import AtomicCSVLogger
 
 
 def describe_layers(layers: list[str]) -> str:

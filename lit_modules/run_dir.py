@@ -1,5 +1,6 @@
 """The run folder ``<logging.out_dir>/<experiment>/<name>/``: which one a run writes to, claimed so that no two runs
-ever share one, and the files that say who the run is (run.json) and whether it finished (summary.json).
+ever share one, the files that say who the run is (run.json) and whether it finished (summary.json), and the
+errors that end a run early (RunError, Diverged, Interrupted).
 
 - A new run creates its folder with an exclusive mkdir: an existing name is refused (resume it or pick another),
   and a default name (a timestamp) takes the next free suffix instead of colliding.
@@ -12,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +28,18 @@ IDENTITY = "run.json"
 
 class RunError(RuntimeError):
     """A problem with the run's inputs (data, checkpoint, run folder), reported in one line without a traceback."""
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or gradient norm; the message names the step and the value."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal after saving a checkpoint at ``step``."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
+        super().__init__(f"{signal.Signals(self.signum).name} at step {step}; saved {checkpoint}")
 
 
 def checkpoint_file(run_dir: Path, which: str = "last") -> Path:

@@ -37,6 +37,13 @@ def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, str]:
     return state, T, layers
 
 
+def run_status(summary: dict, record: dict) -> str:
+    """done (a complete summary of a finished run), diverged, failed (compare's record) or incomplete."""
+    if summary:
+        return "done" if summary.get("status", "finished") == "finished" else str(summary["status"])
+    return record["status"] if record.get("status") in ("failed", "diverged") else "incomplete"
+
+
 def collect_runs(root: Path) -> list[dict]:
     """Every run folder under root (one with a config.yaml), with its record, metrics and model sizes."""
     import yaml
@@ -62,8 +69,7 @@ def collect_runs(root: Path) -> list[dict]:
             "run_dir": str(run_dir), "name": run_dir.name, "experiment": cfg.get("experiment"),
             "label": label, "setting": record.get("setting"), "vary_key": record.get("vary_key"),
             "seed": int(cfg.get("seed", 0)), "lr": float(cfg["optim"]["lr"]),
-            "status": (("done" if metrics.get("status", "finished") == "finished" else metrics["status"])
-                       if metrics else record.get("status", "incomplete")),
+            "status": run_status(metrics, record),
             "layers": layers, "params": metrics.get("params"), "state_size": state, "eval_seq_len": T,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             "index": record.get("index", 10 ** 9),

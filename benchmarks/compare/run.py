@@ -20,7 +20,7 @@ def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
     """Train one planned run (resuming from its last checkpoint if it has one); True if it failed. A run that
     diverges is a result (its summary says so), not a failure."""
     from lit_modules.atomic import write_text_atomic
-    from lit_modules.callbacks import Diverged
+    from lit_modules.run_dir import Diverged
     from lit_modules.run_dir import discard
     from train import run
 

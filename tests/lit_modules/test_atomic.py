@@ -8,7 +8,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from lit_modules.atomic import AtomicCheckpointIO, AtomicMetricsWriter, WriteFailed, atomic_write
+from lit_modules.atomic import WriteFailed, atomic_write
+from lit_modules.atomic_writers import AtomicCheckpointIO, AtomicMetricsWriter
 
 
 @contextmanager
