@@ -125,7 +125,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
     from lit_modules.atomic import write_text_atomic
     from lit_modules.callbacks import SharedRunDir
     from lit_modules.distributed import is_launch_rank_zero
-    from lit_modules.loggers import build_loggers, model_sizes, record_sizes
+    from lit_modules.loggers import build_loggers, finish_wandb, model_sizes, record_sizes
     from lit_modules.resume import changed_settings, check_checkpoint_matches, resume_target
     from lit_modules.run_dir import (Diverged, checkpoint_file, claim_new_run_dir, discard, lock_run_dir,
                                      run_identity, write_summary)
@@ -182,6 +182,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
                 logger.experiment.finish()  # W&B: flush the run's records before anyone reads them
         return metrics
     except BaseException:
+        finish_wandb(failed=True)
         if leader and resumed_dir is None and (trainer is None or trainer.global_step == 0):
             discard(run_dir)  # nothing trained: leave no folder behind
         raise

@@ -5,6 +5,7 @@ layer stack. The run summary gets the parameter count and the recurrent state si
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .atomic_writers import AtomicCSVLogger
@@ -44,7 +45,7 @@ def model_sizes(module, config: dict) -> dict:
     sizes = {"params": sum(p.numel() for p in module.parameters())}
     try:
         sizes["state_size"] = int(module.backbone.state_size(eval_seq_len(config["data"])))
-    except (ValueError, TypeError, AttributeError):  # a length-dependent state without a known length
+    except (ValueError, TypeError, AttributeError, NotImplementedError):  # no length, or no state_size()
         pass
     return sizes
 
@@ -77,3 +78,10 @@ def record_sizes(loggers, sizes: dict) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(sizes)
+
+
+def finish_wandb(failed: bool = False) -> None:
+    """Lightning's WandbLogger reuses a W&B run still open in the process: close it when a run ends."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)

@@ -147,3 +147,15 @@ def test_a_full_disk_leaves_no_partial_token_cache(tiny_disk, tmp_path, data_fil
     assert "No space left on device" in error_line(capsys.readouterr().err)
     assert [p.name for p in tiny_disk.iterdir() if not p.name.endswith(".lock")] == []
     assert not out.exists()
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path):
+    # a bug in a user's mixer surfaces in the first forward pass, after the run folder was claimed
+    plugin = tmp_path / "broken.py"
+    plugin.write_text("from mixers import Mixer, MixerConfig, register_mixer\n\n\n@register_mixer('broken')\n"
+                      "class Broken(Mixer):\n    Config = MixerConfig\n\n"
+                      "    def forward(self, x, **kwargs):\n        raise RuntimeError('a bug in my mixer')\n")
+    out = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="a bug in my mixer"):
+        main([*TINY, f"model.plugins=[{plugin}]", "model.layers=[broken]", f"logging.out_dir={out}"])
+    assert not list(out.glob("mqar/*"))

@@ -35,6 +35,12 @@ def test_mqar_learns_well_above_chance(tmp_path, mixer, overrides):
     assert (Path(metrics["run_dir"]) / "metrics.csv").read_text().count("\n") > 5
 
 
+def test_the_last_step_is_always_validated_and_checkpointed(tmp_path):
+    metrics = run(tiny(tmp_path, "trainer.max_steps=5", "trainer.val_check_interval=4"))
+    assert torch.load(Path(metrics["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
+    assert metrics["step"] == 5 and "val/loss" in metrics
+
+
 def test_throughput_is_logged_at_every_logging_step(tmp_path):
     # measured over each logging interval (one device sync per interval): every row with a training loss has it
     metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2",

@@ -9,17 +9,11 @@ import traceback
 from pathlib import Path
 
 
-def finish_wandb(failed: bool = False) -> None:
-    """Lightning's WandbLogger reuses a W&B run still open in the process: close it between runs."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1 if failed else 0)
-
-
 def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
     """Train one planned run (resuming from its last checkpoint if it has one); True if it failed. A run that
     diverges is a result (its summary says so), not a failure."""
     from lit_modules.atomic import write_text_atomic
+    from lit_modules.loggers import finish_wandb
     from lit_modules.run_dir import Diverged
     from lit_modules.run_dir import discard
     from train import run
