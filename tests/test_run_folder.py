@@ -118,11 +118,11 @@ def test_ctrl_c_and_slurms_warning_signal_stop_the_same_way(tmp_path, capsys, si
 
 
 def test_a_run_resumes_with_its_own_config_and_refuses_shape_changes(tmp_path, capsys):
-    # constant lr: stopping at step 4 and extending max_steps is the same schedule as one run of 8
+    # constant lr: stopping at step 3 (mid-epoch) and extending max_steps is the same schedule as one run of 8
     common = ["model.dropout=0.1", "optim.schedule=constant", "optim.warmup_steps=0", *SHORT,
               "data.train_examples=80"]
     whole = run(tiny(tmp_path, *common, "trainer.max_steps=8", "logging.name=whole"))
-    assert main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *common, "trainer.max_steps=4", "logging.name=parts"]) == 0
+    assert main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *common, "trainer.max_steps=3", "logging.name=parts"]) == 0
     run_dir = tmp_path / "mqar" / "parts"
     identity = (run_dir / "run.json").read_text()
     # a shape-changing override is refused, before anything in the folder changes
@@ -135,6 +135,10 @@ def test_a_run_resumes_with_its_own_config_and_refuses_shape_changes(tmp_path, c
     a, b = final_weights(whole["run_dir"]), final_weights(run_dir)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # the validations after the resume are logged at their steps (rows count from 0: step 4 is row 3)
+    def after_resume(rows):
+        return [r for r in rows if r[2] and int(r[0]) >= 3]
+    assert after_resume(losses(run_dir)) == after_resume(losses(whole["run_dir"])) != []
     assert "max_steps: 8" in (run_dir / "config.yaml").read_text()
     assert len(json.loads((run_dir / "run.json").read_text())["commands"]) == 2
 
