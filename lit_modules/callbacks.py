@@ -17,7 +17,19 @@ from .run_dir import Diverged, Interrupted, checkpoint_file
 
 class RNGState(Callback):
     """Saves and restores the torch (CPU and CUDA) and Python RNG states with every checkpoint, so dropout and
-    sampling after a resume draw the same numbers as an uninterrupted run."""
+    sampling after a resume draw the same numbers as an uninterrupted run. Validation inside fit leaves the RNG
+    states as it found them (its loaders draw seeds from the global RNG): where and how often a run validates,
+    e.g. once more where it stopped, never changes its training."""
+
+    _after_step = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # the last hook before a validation inside fit creates its loader iterator (which draws a seed)
+        self._after_step = self.state_dict()
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # before the checkpoint callbacks save
+        if trainer.state.fn == "fit" and self._after_step is not None:
+            self.load_state_dict(self._after_step)
 
     def state_dict(self) -> dict:
         state = {"torch": torch.get_rng_state(), "python": random.getstate()}
