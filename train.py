@@ -120,15 +120,11 @@ def run(cfg, argv: list[str] | None = None) -> dict:
     command line, recorded in the run folder's run.json."""
     import lightning as L
     import torch
-    from omegaconf import OmegaConf
 
-    from lit_modules.atomic import write_text_atomic
-    from lit_modules.callbacks import SharedRunDir
     from lit_modules.distributed import is_launch_rank_zero
-    from lit_modules.loggers import build_loggers, finish_wandb, model_sizes, record_sizes
+    from lit_modules.loggers import finish_wandb
     from lit_modules.resume import changed_settings, check_checkpoint_matches, resume_target
-    from lit_modules.run_dir import (Diverged, checkpoint_file, claim_new_run_dir, discard, lock_run_dir,
-                                     run_identity, write_summary)
+    from lit_modules.run_dir import held_run_dir
 
     config = config_to_dict(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -147,48 +143,56 @@ def run(cfg, argv: list[str] | None = None) -> dict:
         module.backbone.compile()
     # Only now, with every input checked, does rank 0 claim the run folder; the other ranks learn it from rank 0.
     leader = is_launch_rank_zero()
-    run_dir = resumed_dir or (claim_new_run_dir(root, cfg.logging.name) if leader else root / "(rank 0's)")
-    lock, trainer = (lock_run_dir(run_dir) if leader else None), None
-    try:
-        identity = run_identity(run_dir, list(argv or [])) if leader else None
-        if leader:
-            saved = OmegaConf.merge(cfg, {"ckpt_path": None if resumed_dir else ckpt_path})
-            write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
-        loggers = build_loggers(config, run_dir, module.backbone.layer_names, identity and identity["id"],
-                                resume_step)
-        shared = SharedRunDir(run_dir)
-        trainer = build_trainer(cfg, shared, module, loggers)
-        sizes = model_sizes(module, config)
-        if leader:
-            record_sizes(loggers, sizes)
-        started = time.time()
+    with held_run_dir(root, resumed_dir, cfg.logging.name, leader) as run_dir:
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        except Diverged as err:
-            last = checkpoint_file(shared.run_dir)
-            if trainer.is_global_zero:
-                write_summary(shared.run_dir, {"status": "diverged", "error": str(err), "step": trainer.global_step,
-                                               **sizes, "run_dir": str(shared.run_dir)})
-            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
-            raise Diverged(f"{err}; {kept}") from None
-        metrics = evaluate(trainer, module, datamodule)
-        metrics.update(status="finished", step=trainer.global_step, seconds=round(time.time() - started, 1),
-                       run_dir=str(shared.run_dir), **sizes, global_zero=trainer.is_global_zero)
+            return fit(cfg, run_dir, datamodule, module, ckpt_path, resume_step, leader, argv,
+                       resumed=resumed_dir is not None)
+        except BaseException:
+            finish_wandb(failed=True)
+            raise
+
+
+def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: bool, argv, resumed: bool) -> dict:
+    """Write the run's config and identity (rank 0), fit, evaluate and write the summary. ``resumed``: the run goes
+    on in its own folder (else it is a new run, from ``ckpt_path``'s weights if given)."""
+    from omegaconf import OmegaConf
+
+    from lit_modules.atomic import write_text_atomic
+    from lit_modules.callbacks import SharedRunDir
+    from lit_modules.loggers import build_loggers, model_sizes, record_sizes
+    from lit_modules.run_dir import Diverged, checkpoint_file, run_identity, write_summary
+
+    config = config_to_dict(cfg)
+    identity = run_identity(run_dir, list(argv or [])) if leader else None
+    if leader:  # without the resume itself (run.json has the commands): config.yaml stays a recipe
+        saved = OmegaConf.merge(cfg, {"ckpt_path": None if resumed else ckpt_path})
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(saved, resolve=True))
+    loggers = build_loggers(config, run_dir, module.backbone.layer_names, identity and identity["id"], resume_step)
+    shared = SharedRunDir(run_dir)
+    trainer = build_trainer(cfg, shared, module, loggers)
+    sizes = model_sizes(module, config)
+    if leader:
+        record_sizes(loggers, sizes)
+    started = time.time()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Diverged as err:
+        last = checkpoint_file(shared.run_dir)
         if trainer.is_global_zero:
-            write_summary(shared.run_dir, metrics)  # metrics of the last validation
-        for logger in loggers:
-            logger.finalize("success")
-            if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
-                logger.experiment.finish()  # W&B: flush the run's records before anyone reads them
-        return metrics
-    except BaseException:
-        finish_wandb(failed=True)
-        if leader and resumed_dir is None and (trainer is None or trainer.global_step == 0):
-            discard(run_dir)  # nothing trained: leave no folder behind
-        raise
-    finally:
-        if lock is not None:
-            lock.release()
+            write_summary(shared.run_dir, {"status": "diverged", "error": str(err), "step": trainer.global_step,
+                                           **sizes, "run_dir": str(shared.run_dir)})
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
+        raise Diverged(f"{err}; {kept}") from None
+    metrics = evaluate(trainer, module, datamodule)
+    metrics.update(status="finished", step=trainer.global_step, seconds=round(time.time() - started, 1),
+                   run_dir=str(shared.run_dir), **sizes, global_zero=trainer.is_global_zero)
+    if trainer.is_global_zero:
+        write_summary(shared.run_dir, metrics)  # metrics of the last validation
+    for logger in loggers:
+        logger.finalize("success")
+        if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
+            logger.experiment.finish()  # W&B: flush the run's records before anyone reads them
+    return metrics
 
 
 def evaluate(trainer, module, datamodule) -> dict:

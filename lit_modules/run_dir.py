@@ -13,9 +13,12 @@ import hashlib
 import json
 import math
 import re
+import shutil
 import signal
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 from filelock import FileLock, Timeout
 
@@ -69,21 +72,34 @@ def claim_new_run_dir(root: Path, name: str | None) -> Path:
     raise RunError(f"logging.out_dir: no free run name {stamp}-N under {root}")
 
 
-def lock_run_dir(run_dir: Path) -> FileLock:
-    """Hold the run folder for this process (released on exit, however it ends)."""
+@contextmanager
+def held_run_dir(root: Path, resumed: Path | None, name: str | None, leader: bool) -> Iterator[Path]:
+    """The run's folder while the run runs: the resumed one, or a new one claimed under ``root``. Rank 0
+    (``leader``) holds ``run.lock`` in it (released however the run ends), and removes a new folder again when
+    the run fails before anything was trained (no checkpoint, no metrics). The other ranks get a placeholder
+    until rank 0 tells them the folder (callbacks.SharedRunDir)."""
+    if not leader:
+        yield resumed or root / "(rank 0's)"
+        return
+    run_dir = resumed or claim_new_run_dir(root, name)
     lock = FileLock(str(run_dir / "run.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunError(f"{run_dir} is in use by another running process; wait for it to stop, or use another "
                        f"logging.name") from None
-    return lock
+    try:
+        yield run_dir
+    except BaseException:
+        if resumed is None and not any(run_dir.rglob("*.ckpt")) and not (run_dir / "metrics.csv").exists():
+            discard(run_dir)
+        raise
+    finally:
+        lock.release()
 
 
 def discard(run_dir: Path) -> None:
-    """Remove a run folder that this run created and that holds nothing trained."""
-    import shutil
-
+    """Remove a run folder that holds nothing to resume."""
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
