@@ -91,7 +91,7 @@ def build_trainer(cfg, run_dir, module, loggers):
         check_val_every_n_epoch=None, limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, logger=loggers,
+        deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar, logger=loggers,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, num_sanity_val_steps=0,
         default_root_dir=str(run_dir.run_dir), enable_model_summary=False)
 

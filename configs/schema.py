@@ -60,6 +60,7 @@ class TrainerConfig:
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS": training stops there, as at max_steps
     enable_progress_bar: bool = True
     deterministic: bool = False
+    detect_anomaly: bool = False  # torch's anomaly detection: names the op that made a NaN (slow; for debugging)
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
     compile: bool = False  # torch.compile the backbone (in place: checkpoints keep their keys)
 
