@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHORT = ["trainer.val_check_interval=2", "logging.wandb=false"]
 
 
-def test_a_reused_name_is_refused_and_the_run_left_untouched(tmp_path, capsys):
+def test_a_reused_name_is_refused_and_the_run_left_untouched(tmp_path, capsys, recwarn):
     first = run(tiny(tmp_path, *SHORT, "trainer.max_steps=4", "logging.name=a"))
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]  # no warning nobody reads
     run_dir = Path(first["run_dir"])
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".ckpt", ".csv")}
     code = main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *SHORT, "trainer.max_steps=2", "logging.name=a"])
