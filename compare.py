@@ -18,8 +18,8 @@ logged to W&B (when logging.wandb) in one group (--group, default the output fol
 ``compare``, ``pattern:<label>``, ``seed:<s>``, ``lr:<lr>`` (and ``<vary key>:<value>``), with config.compare =
 {label, pattern, setting, vary_key, seed, lr}, the label as job type, and params and state_size in its summary; at
 the end one more run of the group (job type summary) gets the summary table and the plots. A finished run (its
-summary.json exists) is not run again, so re-running the same command with the same --out resumes a sweep; an
-interrupted run resumes from its last checkpoint.
+summary.json is complete) is not run again, so re-running the same command with the same --out resumes a
+sweep; an interrupted run resumes from its last checkpoint, and one that diverged is kept as diverged.
 
 Every metric of a run is taken at its selected checkpoint (summary.json: the validation whose monitored metric was
 best, where the test also ran). Outputs in <out>: runs.csv (every run), summary.csv and summary.md (per pattern, and

@@ -90,10 +90,14 @@ def open_wandb_run(run_dir: Path):
         return None
     import wandb
 
-    from lit_modules.run_summary import wandb_mode
+    from lit_modules.loggers import wandb_mode
+    from lit_modules.run_dir import IDENTITY
 
-    return wandb.init(project=logging.project, id=run_dir.name.replace("/", "-"), resume="allow",
-                      dir=str(run_dir), mode=wandb_mode(logging), group=logging.group)
+    try:  # the run's own W&B id (run.json), so the results land in the run's W&B run
+        run_id = json.loads((run_dir / IDENTITY).read_text())["id"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return wandb.init(project=logging.project, id=run_id, resume="allow", dir=str(run_dir), mode=wandb_mode(logging))
 
 
 def evaluate(model_path: Path, tasks: list[str], device: str = "cpu", **options) -> tuple[list[dict], Path]:

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .schema import RunConfig
+from .schema import VALUE_RULES, RunConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
 GROUPS = ("experiment", "data", "mixer")
@@ -131,6 +131,19 @@ def _typed_section(schema: type, value: Any, where: str) -> DictConfig:
         raise ConfigError(f"config key '{where}.{key}': {_first_line(err)}{allowed}") from None
 
 
+def _check_values(cfg: DictConfig) -> None:
+    for key, (rule, test) in VALUE_RULES.items():
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
+        try:
+            ok = test(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"config key '{key}': {value!r} is not allowed; it {rule}")
+
+
 def _validate_model_and_data(cfg: DictConfig) -> None:
     # Imported here: the config layer must not pull in torch just to report a typo.
     from datamodules.registry import get_datamodule
@@ -139,9 +152,12 @@ def _validate_model_and_data(cfg: DictConfig) -> None:
 
     try:
         import_plugins(list(cfg.model.plugins))
-    except (ImportError, FileNotFoundError, ValueError, TypeError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever a user's module raises on import, in one line
         raise ConfigError(f"config key 'model.plugins': {err}") from None
-    layers = expand_layers(cfg.model)
+    try:
+        layers = expand_layers(cfg.model)
+    except ValueError as err:
+        raise ConfigError(f"config key 'model.layers': {err}") from None
     for i, name in enumerate(layers):
         try:
             get_mixer(name)
@@ -166,12 +182,17 @@ def _validate_model_and_data(cfg: DictConfig) -> None:
     cfg.data = _typed_section(dm_cls.Config, cfg.data, "data")
 
 
-def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
+def compose_config(argv: list[str] | tuple[str, ...] = (), base: Path | None = None) -> DictConfig:
+    """``base``: a run folder's config.yaml, which takes the experiment's place (a resumed run goes on with its
+    own config; the command line applies on top of it)."""
     groups, dotlist = _parse_argv(list(argv))
     cfg = OmegaConf.structured(RunConfig)
-    experiment = groups.get("experiment", DEFAULT_EXPERIMENT)
-    cfg = _merge_file(cfg, "experiment", experiment)
-    cfg.experiment = _experiment_name(experiment)
+    if base is not None:
+        cfg = _merge(cfg, _load_yaml(Path(base), "ckpt_path"), str(base))
+    else:
+        experiment = groups.get("experiment", DEFAULT_EXPERIMENT)
+        cfg = _merge_file(cfg, "experiment", experiment)
+        cfg.experiment = _experiment_name(experiment)
     for group in ("data", "mixer"):
         if group in groups:
             cfg = _merge_file(cfg, group, groups[group])
@@ -181,6 +202,7 @@ def compose_config(argv: list[str] | tuple[str, ...] = ()) -> DictConfig:
         except OmegaConfBaseException as err:
             raise ConfigError(f"command-line argument {item!r}: {_first_line(err)}") from None
         cfg = _merge(cfg, OmegaConf.to_container(override), f"command line '{item}'")
+    _check_values(cfg)
     _validate_model_and_data(cfg)
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

@@ -4,6 +4,7 @@ own ``Config`` dataclass in compose.py. A field with a few allowed values is a `
 checks (its error lists the allowed values)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Union
 
@@ -61,6 +62,7 @@ class TrainerConfig:
     max_time: Optional[str] = None  # wall-clock budget "DD:HH:MM:SS": training stops there, as at max_steps
     enable_progress_bar: bool = True
     deterministic: bool = False
+    detect_anomaly: bool = False  # torch's anomaly detection: names the op that made a NaN (slow; for debugging)
     peak_tflops: Optional[float] = None  # for perf/mfu; known GPUs are detected
     # torch.compile the backbone in place (checkpoints keep their keys) in this mode; true = default, and
     # reduce-overhead / max-autotune replay CUDA graphs (lit_modules/compile.py, docs/training.md#compilation)
@@ -92,3 +94,50 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ckpt_path: Optional[str] = None  # last | best | a path: resume (last) or start from that checkpoint
     compare: Optional[Dict[str, Any]] = None  # set by compare.py: label, pattern, setting, seed, lr of this run
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _at_least_one(v) -> bool:
+    return v >= 1
+
+
+def _unset_or_at_least_one(v) -> bool:
+    return v is None or v >= 1
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+# Rules on values that the types cannot say: key -> (the rule as the error states it, its test). Each is checked
+# after composition, so a mistake stops the run before anything is written.
+VALUE_RULES = {
+    "seed": ("must be in 0..4294967295", lambda v: 0 <= v < 2 ** 32),
+    "model.d_model": ("must be >= 1", _at_least_one),
+    "model.repeat": ("must be >= 1", _at_least_one),
+    "model.insert_every": ("must be >= 0 (0: no inserted layers)", _non_negative),
+    "model.mlp_hidden": ("must be unset or >= 1", _unset_or_at_least_one),
+    "model.norm_eps": ("must be > 0", _positive),
+    "model.dropout": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "model.init_std": ("must be > 0", _positive),
+    "optim.lr": ("must be > 0", _positive),
+    "optim.betas": ("must be two values in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v)),
+    "optim.eps": ("must be > 0", _positive),
+    "optim.weight_decay": ("must be >= 0", _non_negative),
+    "optim.warmup_steps": ("must be >= 0", _non_negative),
+    "optim.min_lr_ratio": ("must be in [0, 1]", lambda v: 0 <= v <= 1),
+    "trainer.max_steps": ("must be >= 1 (the number of optimiser steps to train)", _at_least_one),
+    "trainer.val_check_interval": ("must be >= 1 (training steps between validations)", _at_least_one),
+    "trainer.limit_val_batches": ("must be > 0 (a fraction <= 1.0 or a number of batches)", _positive),
+    "trainer.num_nodes": ("must be >= 1", _at_least_one),
+    "trainer.gradient_clip_val": ("must be >= 0 (0: no clipping)", _non_negative),
+    "trainer.accumulate_grad_batches": ("must be >= 1", _at_least_one),
+    "trainer.log_every_n_steps": ("must be >= 1", _at_least_one),
+    "trainer.ckpt_every_n_steps": ("must be unset or >= 1", _unset_or_at_least_one),
+    "trainer.early_stopping_patience": ("must be unset or >= 1", _unset_or_at_least_one),
+    "trainer.max_time": ("must be DD:HH:MM:SS, e.g. 00:02:30:00",
+                         lambda v: v is None or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", v) is not None),
+}

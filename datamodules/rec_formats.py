@@ -90,6 +90,13 @@ def _int(token: str, what: str, path: Path, lineno: int) -> int:
         raise ValueError(f"{path}:{lineno}: {what} {token!r} is not an integer") from None
 
 
+def _item_id(token: str, path: Path, lineno: int) -> int:
+    item = _int(token, "item id", path, lineno)
+    if item < 0:  # remapping would hide it; a negative id is a corrupt or mis-parsed file
+        raise ValueError(f"{path}:{lineno}: item id {item} is negative; item ids must be >= 0")
+    return item
+
+
 def _float(token: str, what: str, path: Path, lineno: int) -> float:
     try:
         value = float(token)
@@ -123,7 +130,7 @@ def read_user_lines(path: Path) -> Interactions:
                              f"format has one line per user (use data.format=pairs for one interaction a line)")
         seen[user] = lineno
         for tok in tokens[1:]:
-            items.append(_int(tok, "item id", path, lineno))
+            items.append(_item_id(tok, path, lineno))
         users.extend([user] * (len(tokens) - 1))
         lines.extend([lineno] * (len(tokens) - 1))
     return _finish(path, users, items, None, lines)
@@ -142,7 +149,7 @@ def read_pairs(path: Path) -> Interactions:
             raise ValueError(f"{path}:{lineno}: {'missing' if has_time else 'unexpected'} timestamp "
                              f"(every line must have one, or none may)")
         users.append(_int(tokens[0], "user id", path, lineno))
-        items.append(_int(tokens[1], "item id", path, lineno))
+        items.append(_item_id(tokens[1], path, lineno))
         if has_time:
             times.append(_float(tokens[2], "timestamp", path, lineno))
         lines.append(lineno)
@@ -156,7 +163,7 @@ def read_movielens(path: Path) -> Interactions:
         if len(tokens) != 4:
             raise ValueError(f"{path}:{lineno}: expected 'user::item::rating::timestamp', got {stripped!r}")
         users.append(_int(tokens[0], "user id", path, lineno))
-        items.append(_int(tokens[1], "item id", path, lineno))
+        items.append(_item_id(tokens[1], path, lineno))
         _float(tokens[2], "rating", path, lineno)
         times.append(_float(tokens[3], "timestamp", path, lineno))
         lines.append(lineno)

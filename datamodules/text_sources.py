@@ -75,6 +75,10 @@ def _read_text_file(path: Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise _utf8_error(path, data, err) from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # valid UTF-8, but no text holds NUL: a binary file (or a disk image's zeroed blocks)
+        line = data.count(b"\n", 0, nul) + 1
+        raise TextDataError(f"{path}: NUL byte at byte offset {nul} (line {line}): a binary file, not text")
     return text[1:] if text.startswith("\ufeff") else text
 
 

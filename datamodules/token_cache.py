@@ -9,8 +9,9 @@ One cache entry is one folder ``<cache_dir>/<source>-<tokenizer>-<hash>/``, keye
     tokenizer files   char_vocab.json | tokenizer.json | hf_tokenizer/ and tokenizer_meta.json
     meta.json         counts, dtype, eos id, vocab size, source description, key (written last)
 
-An entry is built in a temporary folder beside it and renamed into place, under a file lock, so concurrent
-DDP ranks build it once and a failure (bad input, Ctrl-C) never leaves a partial entry behind.
+An entry is built in a temporary folder beside it (so on the same file system), fsynced and renamed into place,
+under a file lock, so concurrent DDP ranks build it once and a failure (bad input, Ctrl-C, a full disk) never
+leaves a partial entry behind.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 from filelock import FileLock
+
+from lit_modules.atomic import fsync_dir, fsync_tree
 
 FORMAT_VERSION = 1
 # Counters for this process: how many entries were built and documents tokenised (tests read them).
@@ -113,7 +116,9 @@ def build_or_open(root: Path, name: str, build: Callable[[Path], dict]) -> tuple
             meta = build(tmp)
             meta = {"format": FORMAT_VERSION, **meta}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            fsync_tree(tmp)  # every byte on disk before the rename makes the entry visible
             os.replace(tmp, final)
+            fsync_dir(root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -5,6 +5,8 @@ Plain torch.distributed rather than the Trainer's strategy: the loaders and modu
 (tests, scripts), where these are the single-process answers."""
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -18,6 +20,17 @@ def _distributed() -> bool:
 def rank_and_world() -> tuple[int, int]:
     """(rank of this process, number of processes); (0, 1) without torch.distributed."""
     return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+
+
+def is_launch_rank_zero() -> bool:
+    """Whether this process is rank 0 as its launcher numbered it, before torch.distributed starts: torchrun sets
+    RANK, srun SLURM_PROCID (with SLURM_NTASKS > 1), Lightning's own DDP launcher LOCAL_RANK and NODE_RANK."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"]) == 0
+    return int(env.get("LOCAL_RANK", 0)) == 0 and int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) == 0
 
 
 def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:

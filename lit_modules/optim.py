@@ -40,3 +40,15 @@ def configure_optimizers_from(module: nn.Module, optim_cfg, max_steps: int) -> d
         step, warmup_steps=optim_cfg["warmup_steps"], max_steps=max_steps, schedule=optim_cfg["schedule"],
         min_lr_ratio=optim_cfg["min_lr_ratio"]))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
+
+
+def apply_settings(optimizer: torch.optim.Optimizer, scheduler, optim_cfg) -> None:
+    """Put ``optim_cfg``'s lr, betas, eps and weight decay into a restored optimiser and schedule: restoring a
+    checkpoint brings back the saved values, and a resumed run must go on with its own (overridden) ones."""
+    for group in optimizer.param_groups:
+        group.update(betas=tuple(optim_cfg["betas"]), eps=optim_cfg["eps"], initial_lr=optim_cfg["lr"])
+    optimizer.param_groups[0]["weight_decay"] = optim_cfg["weight_decay"]  # the decayed group (parameter_groups)
+    scheduler.base_lrs = [optim_cfg["lr"]] * len(optimizer.param_groups)
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

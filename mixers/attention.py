@@ -46,6 +46,9 @@ class Attention(Mixer):
         super().__init__(d_model, config, layer_idx)
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads or config.num_heads
+        if config.num_heads < 1 or (config.head_dim is None and d_model % config.num_heads):
+            raise ValueError(f"model.mixers.attention.num_heads={config.num_heads} must divide "
+                             f"model.d_model={d_model} (or set model.mixers.attention.head_dim)")
         self.head_dim = config.head_dim or d_model // config.num_heads
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"attention: num_heads ({self.num_heads}) must be a multiple of num_kv_heads "

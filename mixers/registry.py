@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from dataclasses import is_dataclass
 from pathlib import Path
 
@@ -27,8 +28,9 @@ def register_mixer(name: str):
         same_class_reloaded = other is not None and (other.__module__, other.__qualname__) == (
             cls.__module__, cls.__qualname__)
         if other is not None and other is not cls and not same_class_reloaded:
-            raise ValueError(f"mixer name {name!r} is already registered by {other.__module__}.{other.__qualname__}; "
-                             f"choose another name for {cls.__module__}.{cls.__qualname__}")
+            raise ValueError(f"{cls.__module__}.{cls.__qualname__} registers the mixer name {name!r}, which "
+                             f"{other.__module__}.{other.__qualname__} already has; rename it: "
+                             f"@register_mixer(\"<another name>\") on {cls.__qualname__}")
         _MIXERS[name] = cls
         cls.registered_name = name
         return cls
@@ -41,7 +43,9 @@ def _load_builtins() -> None:
 
 
 def import_plugins(plugins: list[str] | tuple[str, ...]) -> None:
-    """Import user modules that register mixers: a dotted module name on sys.path, or a path to a .py file."""
+    """Import user modules that register mixers: a dotted module name on sys.path, or a path to a .py file.
+    The built-in mixers are registered first, so that a plugin reusing one of their names is the one refused."""
+    _load_builtins()
     for plugin in plugins:
         path = Path(plugin)
         if plugin.endswith(".py"):
@@ -50,7 +54,15 @@ def import_plugins(plugins: list[str] | tuple[str, ...]) -> None:
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except ValueError:  # register_mixer's own message
+                raise
+            except Exception as err:  # noqa: BLE001 - the user's module: name the file and line, not our stack
+                line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__))
+                             if f.filename == str(path)), None)
+                where = f"{plugin}, line {line}" if line else plugin
+                raise ImportError(f"model.plugins: importing {where} failed: {type(err).__name__}: {err}") from None
             continue
         try:
             importlib.import_module(plugin)

@@ -210,3 +210,24 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     def losses(run):
         return [(r["step"], r["train/loss"]) for r in read_csv(run / "metrics.csv") if r["train/loss"]]
     assert losses(broken) == losses(whole) and len(losses(whole)) == 4
+
+
+def test_an_unreadable_summary_is_reported_and_its_run_run_again(tmp_path, capsys):
+    # a summary.json left empty (a full disk, under the old non-atomic writer) is no finished run: --from-runs
+    # says so and leaves it out, and re-running the sweep resumes it from its checkpoint and completes it
+    out = tmp_path / "sweep"
+    argv = [*TINY, "--patterns", PATTERNS[0], "--seeds", "0", "--lrs", "1e-3", "--out", str(out),
+            "--", "logging.wandb=false", "trainer.max_steps=2"]
+    assert compare.main(argv) == 0
+    summary = next((out / "runs").rglob("summary.json"))
+    finished = json.loads(summary.read_text())
+    summary.write_bytes(b"")
+    capsys.readouterr()
+    assert compare.main(["--from-runs", str(out), "--out", str(tmp_path / "report")]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {summary} is unreadable" in captured.err and "Traceback" not in captured.err
+    assert "Runs without results" in (tmp_path / "report" / "summary.md").read_text()
+    assert compare.main(argv) == 0
+    assert "done before, kept" not in capsys.readouterr().out
+    again = json.loads(summary.read_text())
+    assert again["step"] == 2 and again["val/acc"] == pytest.approx(finished["val/acc"])

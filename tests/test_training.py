@@ -35,6 +35,12 @@ def test_mqar_learns_well_above_chance(tmp_path, mixer, overrides):
     assert (Path(metrics["run_dir"]) / "metrics.csv").read_text().count("\n") > 5
 
 
+def test_the_last_step_is_always_validated_and_checkpointed(tmp_path):
+    metrics = run(tiny(tmp_path, "trainer.max_steps=5", "trainer.val_check_interval=4"))
+    assert torch.load(Path(metrics["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
+    assert metrics["step"] == 5 and "val/loss" in metrics
+
+
 def test_throughput_is_logged_at_every_logging_step(tmp_path):
     # measured over each logging interval (one device sync per interval): every row with a training loss has it
     metrics = run(tiny(tmp_path, "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2",
@@ -96,15 +102,20 @@ def test_compiled_run_trains_like_the_eager_run(tmp_path, compile_value, extra):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_two_process_ddp_on_cpu(tmp_path):
+@pytest.mark.parametrize("launcher", [
+    [],  # Lightning's own DDP launcher: rank 0 starts the other rank as a copy of its command
+    ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],  # torchrun: every rank runs train.py
+], ids=["lightning", "torchrun"])
+def test_two_process_ddp_on_cpu(tmp_path, launcher):
     argv = [*TINY_MQAR, f"logging.out_dir={tmp_path}", "logging.wandb=false", "trainer.max_steps=4",
             "trainer.val_check_interval=4", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, *launcher, str(REPO / "train.py"), *argv], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("done:") == 1 and "steps=4" in result.stdout  # one summary, from rank 0
-    assert len(list(tmp_path.glob("mqar/*"))) == 1  # both ranks write into one run folder
+    # rank 0 alone names and claims the run folder; the other rank writes into it (its run_dir is rank 0's)
+    assert len(list(tmp_path.glob("mqar/*"))) == 1
     summary = json.loads(next(tmp_path.glob("mqar/*/summary.json")).read_text())
     assert summary["step"] == 4
 
@@ -142,9 +153,9 @@ def test_checkpoint_from_a_different_model_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["model.layers=[attention,nosuch]"], "nosuch"),
-    (["ckpt_path=last"], "no run of experiment"),
+    (["ckpt_path=last"], "ckpt_path=last: no run under"),
     (["ckpt_path=/nonexistent.ckpt"], "does not exist"),
-    (["trainer.max_time=90s"], "trainer.max_time: expected DD:HH:MM:SS"),
+    (["trainer.max_time=90s"], "'trainer.max_time': '90s' is not allowed; it must be DD:HH:MM:SS"),
 ])
 def test_bad_run_input_exits_cleanly(tmp_path, capsys, argv, message):
     assert main([*TINY_MQAR, f"logging.out_dir={tmp_path}", *argv]) == 2

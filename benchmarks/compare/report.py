@@ -11,7 +11,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from lit_modules.run_summary import eval_seq_len
+from lit_modules.atomic import atomic_write, write_text_atomic
+from lit_modules.loggers import eval_seq_len
+from lit_modules.run_dir import read_summary
 
 from . import CompareError
 from .plots import plots
@@ -35,6 +37,13 @@ def model_sizes(cfg: dict, run_dir: Path) -> tuple[int | None, int | None, str]:
     return state, T, layers
 
 
+def run_status(summary: dict, record: dict) -> str:
+    """done (a complete summary of a finished run), diverged, failed (compare's record) or incomplete."""
+    if summary:
+        return "done" if summary.get("status", "finished") == "finished" else str(summary["status"])
+    return record["status"] if record.get("status") in ("failed", "diverged") else "incomplete"
+
+
 def collect_runs(root: Path) -> list[dict]:
     """Every run folder under root (one with a config.yaml), with its record, metrics and model sizes."""
     import yaml
@@ -47,7 +56,10 @@ def collect_runs(root: Path) -> list[dict]:
             continue
         cfg = yaml.safe_load(config_path.read_text())
         record = json.loads((run_dir / "compare.json").read_text()) if (run_dir / "compare.json").is_file() else {}
-        metrics = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+        metrics, problem = read_summary(run_dir)
+        if metrics is None and (run_dir / "summary.json").exists():
+            print(f"warning: {problem}; the run counts as unfinished (compare re-runs it)", file=sys.stderr)
+        metrics = metrics or {}
         state, T, layers = model_sizes(cfg, run_dir)
         label = record.get("label")
         if not label:
@@ -57,7 +69,7 @@ def collect_runs(root: Path) -> list[dict]:
             "run_dir": str(run_dir), "name": run_dir.name, "experiment": cfg.get("experiment"),
             "label": label, "setting": record.get("setting"), "vary_key": record.get("vary_key"),
             "seed": int(cfg.get("seed", 0)), "lr": float(cfg["optim"]["lr"]),
-            "status": "done" if metrics else record.get("status", "incomplete"),
+            "status": run_status(metrics, record),
             "layers": layers, "params": metrics.get("params"), "state_size": state, "eval_seq_len": T,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             "index": record.get("index", 10 ** 9),
@@ -180,7 +192,7 @@ def markdown(rows: list[dict], runs: list[dict], metric: str, vary_key: str | No
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         for r in rows:
@@ -199,7 +211,7 @@ def report(root: Path, out: Path, metric: str, mode: str, columns: list[str] = (
                                  for r in runs])
     write_csv(out / "summary.csv", rows)
     text = markdown(rows, runs, metric, vary_key, columns)
-    (out / "summary.md").write_text(text)
+    write_text_atomic(out / "summary.md", text)
     slices = slice_keys([r for r in runs if r["status"] == "done"], metric)
     written = plots(out, rows, slices, metric, vary_key) if rows else []
     print(text)

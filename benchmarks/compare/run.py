@@ -1,5 +1,5 @@
 """Training the planned runs: one after another in this process, or ``jobs`` at once in fresh processes; a run
-whose summary.json exists is kept, one with a last checkpoint resumes from it."""
+whose summary.json is complete is kept, one with a last checkpoint resumes from it."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,13 @@ import traceback
 from pathlib import Path
 
 
-def finish_wandb(failed: bool = False) -> None:
-    """Lightning's WandbLogger reuses a W&B run still open in the process: close it between runs."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1 if failed else 0)
-
-
 def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
-    """Train one planned run (resuming from its last checkpoint if it has one); True if it failed."""
+    """Train one planned run (resuming from its last checkpoint if it has one); True if it failed. A run that
+    diverges is a result (its summary says so), not a failure."""
+    from lit_modules.atomic import write_text_atomic
+    from lit_modules.loggers import finish_wandb
+    from lit_modules.run_dir import Diverged
+    from lit_modules.run_dir import discard
     from train import run
 
     if threads:
@@ -29,20 +27,27 @@ def run_one(i: int, n: int, item: dict, threads: int | None = None) -> bool:
     cfg = item["cfg"]
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         cfg.ckpt_path = "last"
+    elif run_dir.exists():  # an earlier attempt that saved nothing to resume from: start it over
+        discard(run_dir)
     record = {k: item[k] for k in ("label", "pattern", "seed", "lr", "vary_key", "setting", "group")}
     record["index"] = i  # tables list patterns and settings in the order of the command line
     print(f"{head}: training", flush=True)
     try:
         metrics = run(cfg)
+    except Diverged as err:
+        finish_wandb(failed=True)
+        write_text_atomic(run_dir / "compare.json", json.dumps({**record, "status": "diverged"}, indent=2))
+        print(f"{head}: {err}", file=sys.stderr, flush=True)
+        return False
     except Exception:  # noqa: BLE001 - one failed run must not lose the rest of the sweep
         finish_wandb(failed=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "compare.json").write_text(json.dumps({**record, "status": "failed",
-                                                           "error": traceback.format_exc()[-4000:]}, indent=2))
+        write_text_atomic(run_dir / "compare.json", json.dumps({**record, "status": "failed",
+                                                                "error": traceback.format_exc()[-4000:]}, indent=2))
         print(f"{head}: FAILED\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         return True
     finish_wandb()
-    (run_dir / "compare.json").write_text(json.dumps({**record, "status": "done"}, indent=2))
+    write_text_atomic(run_dir / "compare.json", json.dumps({**record, "status": "done"}, indent=2))
     shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                      if k.startswith("val/") and "@" not in k and isinstance(v, float))
     print(f"{head}: {shown} steps={metrics.get('step')} {metrics.get('seconds')}s", flush=True)
@@ -61,9 +66,11 @@ def threads_per_job(jobs: int, threads: int | None) -> int | None:
 def execute(plan: list[dict], jobs: int = 1, threads: int | None = None) -> int:
     """Run the plan's unfinished runs, ``jobs`` at a time: jobs > 1 gives each run a fresh process (tiny models
     leave a GPU, or the cores, mostly idle one at a time). Returns the number of failed runs."""
+    from lit_modules.run_dir import read_summary
+
     todo = []
     for i, item in enumerate(plan, 1):
-        if (item["run_dir"] / "summary.json").is_file():
+        if read_summary(item["run_dir"])[0] is not None:  # finished: its summary is complete
             print(f"[{i}/{len(plan)}] {item['run_dir'].name}: done before, kept", flush=True)
         else:
             todo.append((i, item))

@@ -12,7 +12,7 @@ def log_summary(out: Path, rows: list[dict], logging_cfg, group: str) -> str:
     """Log the summary rows and out/*.png into the group's summary run; returns the W&B run id."""
     import wandb
 
-    from lit_modules.run_summary import wandb_mode
+    from lit_modules.loggers import wandb_mode
 
     from .plan import slug
 

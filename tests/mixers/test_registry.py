@@ -18,7 +18,7 @@ def test_builtin_mixers_listed(capsys):
 
 
 def test_registering_two_mixers_under_one_name_is_an_error():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="Impostor registers the mixer name .attention., which mixers.attention.Attention already has; rename it"):
         @register_mixer("attention")
         class Impostor(Mixer):
             Config = MixerConfig

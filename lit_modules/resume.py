@@ -1,0 +1,85 @@
+"""Resuming a run: which run folder and checkpoint ``ckpt_path`` means, and whether the checkpoint fits the model
+about to be trained (a mismatch is named in one line, before Lightning fails deep inside load_state_dict)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .run_dir import CHECKPOINTS, RunError, checkpoint_file
+
+
+def resume_target(root: Path, ckpt_path: str | None, name: str | None) -> tuple[Path | None, str | None]:
+    """(the run folder a resumed run goes on in, or None for a new run; the checkpoint file to load, or None).
+
+    ``ckpt_path``: ``last`` | ``best`` (of run ``name``, else of the experiment's most recent run), a run folder
+    (its last checkpoint), or a checkpoint file (a new run starts from its weights and training state)."""
+    if ckpt_path in ("last", "best"):
+        if name:
+            run_dir = root / name
+        else:
+            runs = sorted((p.parent.parent for p in root.glob(f"*/{CHECKPOINTS}/{ckpt_path}.ckpt")),
+                          key=lambda p: p.stat().st_mtime)
+            if not runs:
+                raise RunError(f"ckpt_path={ckpt_path}: no run under {root} has a {ckpt_path}.ckpt checkpoint")
+            run_dir = runs[-1]
+        path = checkpoint_file(run_dir, ckpt_path)
+        if not path.is_file():
+            raise RunError(f"ckpt_path={ckpt_path}: {path} does not exist")
+        return run_dir, str(path)
+    if ckpt_path is not None and Path(ckpt_path).is_dir():
+        run_dir = Path(ckpt_path)
+        path = checkpoint_file(run_dir)
+        if not path.is_file():
+            raise RunError(f"ckpt_path={ckpt_path}: the folder has no {CHECKPOINTS}/last.ckpt to resume from")
+        return run_dir, str(path)
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise RunError(f"ckpt_path: checkpoint file {ckpt_path!r} does not exist")
+    return None, ckpt_path
+
+
+def changed_settings(run_dir: Path, config: dict) -> list[str]:
+    """``key=value`` of every model and data setting that differs from the run folder's config.yaml."""
+    def flat(value, prefix: str) -> dict:
+        if not isinstance(value, dict):
+            return {prefix: value}
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}").items()}
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    old, new = (flat({s: c.get(s) for s in ("model", "data")}, "") for c in (saved, config))
+    return [f"{k[1:]}={new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def check_checkpoint_matches(module, ckpt_path: str, changed: list[str]) -> int:
+    """Refuse a checkpoint of another model before Lightning fails deep inside load_state_dict; ``changed``: the
+    settings that differ from the resumed run's own config. Returns the checkpoint's global step."""
+    import torch
+
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+        saved, step = checkpoint["state_dict"], int(checkpoint.get("global_step", 0))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise RunError(f"ckpt_path: {ckpt_path} is not a readable Lightning checkpoint ({err})") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    reshaped = sorted(k for k in set(own) & set(saved) if own[k].shape != saved[k].shape)
+    if missing or unexpected or reshaped:
+        parts = []
+        if reshaped:
+            k = reshaped[0]
+            parts.append(f"{len(reshaped)} tensors of other shapes (e.g. {k}: checkpoint "
+                         f"{tuple(saved[k].shape)}, model {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} tensors missing from it (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensors the model does not have (e.g. {unexpected[0]})")
+        if changed:
+            raise RunError(f"{' '.join(changed)}: changes the shape of the resumed model ({'; '.join(parts)}); "
+                           f"resume without it, or start a new run from the checkpoint file with another "
+                           f"logging.name")
+        raise RunError(f"ckpt_path: {ckpt_path} was saved from a different model: " + "; ".join(parts))
+    return step
