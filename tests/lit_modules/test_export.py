@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 VOCAB = 40
 SMALL = {"attention": ["model.mixers.attention.num_heads=2"], "prism": ["model.mixers.prism.num_heads=2"],
          "gdn": ["model.mixers.gdn.num_heads=2"], "gla": ["model.mixers.gla.num_heads=2"],
-         "mamba2": ["model.mixers.mamba2.head_dim=16"], "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=16"]}
+         "mamba2": ["model.mixers.mamba2.head_dim=16"], "ttt_mlp": ["model.mixers.ttt_mlp.head_dim=16"],
+         "linear_attention": ["model.mixers.linear_attention.num_heads=2"]}
 
 
 def test_every_built_in_mixer_is_covered():
