@@ -31,14 +31,14 @@ def _key(arg: str) -> str:
 def compose_run_config(argv: list[str]):
     """The run's config: the experiment with the command line on top or, when resuming a run (``ckpt_path=last``,
     ``best`` or a run folder), that run's own config.yaml with the command line on top."""
-    from lit_modules.resume import resume_target
+    from lit_modules.resume import is_run_dir, resume_target
     from lit_modules.run_dir import RunError
 
     ckpt = next((a.split("=", 1)[1] for a in reversed(argv) if _key(a) == "ckpt_path"), None)
     if ckpt in ("last", "best"):
         where = compose_config([a for a in argv if _key(a) in LOCATING_KEYS])
         run_dir, _ = resume_target(Path(where.logging.out_dir) / where.experiment, ckpt, where.logging.name)
-    elif ckpt and Path(ckpt).is_dir():
+    elif ckpt and is_run_dir(ckpt):
         run_dir = Path(ckpt)
     else:
         return compose_config(argv)
@@ -74,6 +74,7 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
     from lit_modules.atomic_writers import AtomicCheckpointIO
     from lit_modules.callbacks import (BestValidation, LogStepAfterResume, OptimSettingsOnResume, RNGState,
                                       StopOnDivergence, StopOnSignal, ValidateAtEnd)
+    from lit_modules.strategy import build_strategy
 
     # The run folder is this run's own (lit_modules/run_dir.py): a resumed run's checkpoints are expected there.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -102,7 +103,8 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
     return L.Trainer(
         max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=val_check_interval,
         check_val_every_n_epoch=None, limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
+        num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module.backbone, precision), precision=precision,
+        gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar, logger=loggers,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, num_sanity_val_steps=0,
@@ -166,6 +168,7 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
     on in its own folder (else it is a new run, from ``ckpt_path``'s weights if given)."""
     from omegaconf import OmegaConf
 
+    from lit_modules import checkpoints
     from lit_modules.atomic import write_text_atomic
     from lit_modules.callbacks import SharedRunDir
     from lit_modules.compile import compile_for_training
@@ -197,7 +200,8 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
         if trainer.is_global_zero:
             write_summary(shared.run_dir, {"status": "diverged", "error": str(err), "step": trainer.global_step,
                                            **sizes, "run_dir": str(shared.run_dir)})
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
+        kept = f"the last good checkpoint is {last}" if checkpoints.exists(last) else \
+            "no checkpoint was saved before it"
         raise Diverged(f"{err}; {kept}") from None
     metrics = evaluate(trainer, module, datamodule)
     metrics.update(status="finished", step=trainer.global_step, seconds=round(time.time() - started, 1),

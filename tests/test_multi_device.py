@@ -1,0 +1,94 @@
+"""More than one process on the CPU (gloo): FSDP through train.py (trains as one process does, writes sharded
+checkpoints, resumes them on another number of processes), and a 2-node SLURM job that Lightning detects from the
+SLURM_* variables (docs/training.md#multi-device). The strategy's set-up is checked without processes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from configs import compose_config
+from lit_modules import checkpoints
+from lit_modules.backbone import Block, build_backbone
+from lit_modules.strategy import BlockFSDP, build_strategy
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.vocab_size=64", "data.train_settings=[[32,4]]", "data.val_settings=[[32,4]]", "data.val_examples=64",
+        "model.d_model=32", "model.dropout=0", "optim.schedule=constant", "optim.warmup_steps=0",
+        "trainer.val_check_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+        "logging.wandb=false"]
+
+
+def train(tmp_path, *argv, env=None, launcher=()) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    result = subprocess.run([sys.executable, *launcher, str(REPO / "train.py"), *TINY, f"logging.out_dir={tmp_path}",
+                             *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def weights(run_dir: Path) -> dict:
+    return checkpoints.load(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def test_fsdp_strategy_wraps_and_checkpoints_each_block_once():
+    cfg = compose_config(["model.checkpointing=true", "model.layers=[attention,prism]"])
+    backbone = build_backbone(cfg.model)
+    strategy = build_strategy("fsdp", backbone, "bf16-mixed")
+    assert isinstance(strategy, BlockFSDP) and strategy._state_dict_type == "sharded"
+    for policy in (strategy.kwargs["auto_wrap_policy"], strategy._activation_checkpointing_kwargs["auto_wrap_policy"]):
+        assert policy._module_classes == {Block}  # one FSDP unit, and one recomputation, per block
+    assert not backbone.checkpointing  # the backbone's own per-block checkpoint would recompute each block twice
+    mixed = strategy.mixed_precision
+    assert (mixed.param_dtype, mixed.reduce_dtype) == (torch.bfloat16, torch.float32)  # Lightning's own: bf16
+    assert build_strategy("fsdp", build_backbone(cfg.model), "32-true").mixed_precision is None
+    plain = build_backbone(cfg.model)
+    assert build_strategy("ddp", plain, "bf16-mixed") == "ddp" and plain.checkpointing
+
+
+def test_fsdp_trains_as_one_process_and_its_sharded_checkpoint_resumes_on_one(tmp_path):
+    # two ranks of 16 from the same global batches as one process of 32: the same training, up to float sums
+    common = ["model.checkpointing=true", "trainer.strategy=fsdp"]
+    train(tmp_path, *common, "data.batch_size=16", "trainer.devices=2", "trainer.max_steps=2", "logging.name=parts")
+    last = tmp_path / "mqar" / "parts" / "checkpoints" / "last.ckpt"
+    assert checkpoints.is_sharded(last) and len(list(last.glob("*.distcp"))) == 2  # one shard file per rank
+    train(tmp_path, f"ckpt_path={last.parent.parent}", "data.batch_size=32", "trainer.devices=1",
+          "trainer.max_steps=4")
+    train(tmp_path, "model.checkpointing=true", "data.batch_size=32", "trainer.max_steps=4", "logging.name=whole")
+    resumed, whole = weights(tmp_path / "mqar" / "parts"), weights(tmp_path / "mqar" / "whole")
+    assert resumed.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=2e-5, msg=key)
+    summary = json.loads((tmp_path / "mqar" / "parts" / "summary.json").read_text())
+    assert summary["step"] == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_slurm_job_is_detected_and_shares_one_run_folder(tmp_path):
+    # srun's variables for 2 nodes of 1 task each (as scripts/slurm_example.sbatch asks for), on this machine
+    job = {"SLURM_NTASKS": "2", "SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242",
+           "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    argv = [sys.executable, str(REPO / "train.py"), *TINY, f"logging.out_dir={tmp_path}", "data.batch_size=16",
+            "trainer.max_steps=2", "trainer.strategy=ddp", "trainer.devices=1", "trainer.num_nodes=2"]
+    tasks = [subprocess.Popen(argv, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, **job, "PYTHONPATH": str(REPO), "SLURM_PROCID": str(rank),
+                                   "SLURM_NODEID": str(rank), "SLURM_LOCALID": "0"})
+             for rank in range(2)]
+    outputs = [task.communicate(timeout=600) for task in tasks]
+    for task, (out, err) in zip(tasks, outputs):
+        assert task.returncode == 0, err[-3000:]
+    # each task is the rank SLURM gave it (Lightning starts no processes of its own under SLURM)
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outputs[0][1] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]
+    assert outputs[0][0].count("done:") == 1 and "done:" not in outputs[1][0]
+    runs = list((tmp_path / "mqar").iterdir())
+    assert len(runs) == 1 and json.loads((runs[0] / "summary.json").read_text())["step"] == 2
