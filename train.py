@@ -103,7 +103,7 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
     return L.Trainer(
         max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=val_check_interval,
         check_val_every_n_epoch=None, limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module.backbone, precision), precision=precision,
+        num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module, precision), precision=precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar, logger=loggers,
@@ -138,7 +138,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
 
     from lit_modules.distributed import is_launch_rank_zero
     from lit_modules.loggers import finish_wandb
-    from lit_modules.resume import changed_settings, check_checkpoint_matches, resume_target
+    from lit_modules.resume import changed_settings, check_checkpoint_matches, check_strategy_reads, resume_target
     from lit_modules.run_dir import held_run_dir
 
     config = config_to_dict(cfg)
@@ -147,6 +147,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
     torch.set_flush_denormal(True)
     root = Path(cfg.logging.out_dir) / cfg.experiment
     resumed_dir, ckpt_path = resume_target(root, cfg.ckpt_path, cfg.logging.name)
+    check_strategy_reads(ckpt_path, cfg.trainer.strategy)
     datamodule, module = build_inputs(cfg, config)
     resume_step = None
     if ckpt_path:

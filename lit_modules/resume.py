@@ -40,6 +40,13 @@ def resume_target(root: Path, ckpt_path: str | None, name: str | None) -> tuple[
     return None, ckpt_path
 
 
+def check_strategy_reads(ckpt_path: str | None, strategy: str) -> None:
+    """A sharded checkpoint (one file per rank) loads only into FSDP, on any number of devices."""
+    if ckpt_path and checkpoints.is_sharded(ckpt_path) and strategy != "fsdp":
+        raise RunError(f"ckpt_path: {ckpt_path} is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp "
+                       f"(on any number of devices), not trainer.strategy={strategy}")
+
+
 def is_run_dir(path) -> bool:
     """A folder that is not itself a (sharded) checkpoint: a run folder as ``ckpt_path`` means."""
     return Path(path).is_dir() and not checkpoints.is_sharded(path)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 
-from .backbone import Backbone, Block
+from .backbone import Block
+from .language_model import LanguageModel
+from .run_dir import RunError
 
 LOW_PRECISION = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -43,11 +45,16 @@ def fsdp_mixed_precision(precision: str):
     return None if low is None else MixedPrecision(param_dtype=low, reduce_dtype=torch.float32)
 
 
-def build_strategy(name: str, backbone: Backbone, precision: str):
+def build_strategy(name: str, module, precision: str):
     """The strategy for Lightning's Trainer: ``name`` itself except for ``fsdp``. For FSDP, the backbone's own
     per-block checkpointing is switched off: the FSDP policy checkpoints the same blocks, inside their units."""
     if name != "fsdp":
         return name
+    if not isinstance(module, LanguageModel):  # FSDP gathers weights in every forward: every rank must run the same
+        # number of evaluation batches, which the language models' loaders ensure (datamodules/loader.py)
+        raise RunError(f"trainer.strategy=fsdp: only for language models; train {type(module).__name__} with "
+                       f"trainer.strategy=ddp")
+    backbone = module.backbone
     checkpointing = backbone.checkpointing
     backbone.checkpointing = False
     return BlockFSDP(auto_wrap_policy={Block}, activation_checkpointing_policy={Block} if checkpointing else None,

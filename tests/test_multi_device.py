@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from configs import compose_config
+from configs import compose_config, config_to_dict
 from lit_modules import checkpoints
-from lit_modules.backbone import Block, build_backbone
+from lit_modules.backbone import Block
+from lit_modules.language_model import LanguageModel
+from lit_modules.recommender import SequentialRecommender
+from lit_modules.run_dir import RunError
 from lit_modules.strategy import BlockFSDP, build_strategy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,21 +39,27 @@ def weights(run_dir: Path) -> dict:
 
 
 def test_fsdp_strategy_wraps_and_checkpoints_each_block_once():
-    cfg = compose_config(["model.checkpointing=true", "model.layers=[attention,prism]"])
-    backbone = build_backbone(cfg.model)
-    strategy = build_strategy("fsdp", backbone, "bf16-mixed")
+    config = config_to_dict(compose_config(["model.checkpointing=true", "model.layers=[attention,prism]"]))
+    module = LanguageModel(config, vocab_size=32)
+    strategy = build_strategy("fsdp", module, "bf16-mixed")
     assert isinstance(strategy, BlockFSDP) and strategy._state_dict_type == "sharded"
     for policy in (strategy.kwargs["auto_wrap_policy"], strategy._activation_checkpointing_kwargs["auto_wrap_policy"]):
         assert policy._module_classes == {Block}  # one FSDP unit, and one recomputation, per block
-    assert not backbone.checkpointing  # the backbone's own per-block checkpoint would recompute each block twice
+    assert not module.backbone.checkpointing  # its own per-block checkpoint would recompute each block twice
     mixed = strategy.mixed_precision
     assert (mixed.param_dtype, mixed.reduce_dtype) == (torch.bfloat16, torch.float32)  # Lightning's own: bf16
-    assert build_strategy("fsdp", build_backbone(cfg.model), "32-true").mixed_precision is None
-    plain = build_backbone(cfg.model)
-    assert build_strategy("ddp", plain, "bf16-mixed") == "ddp" and plain.checkpointing
+    assert build_strategy("fsdp", LanguageModel(config, vocab_size=32), "32-true").mixed_precision is None
+    plain = LanguageModel(config, vocab_size=32)
+    assert build_strategy("ddp", plain, "bf16-mixed") == "ddp" and plain.backbone.checkpointing
+    recommender = SequentialRecommender(config_to_dict(compose_config(["experiment=rec_beauty", "trainer.val_check_interval=10"])), num_items=20)
+    with pytest.raises(RunError, match="trainer.strategy=fsdp: only for language models"):
+        build_strategy("fsdp", recommender, "bf16-mixed")
 
 
-def test_fsdp_trains_as_one_process_and_its_sharded_checkpoint_resumes_on_one(tmp_path):
+def test_fsdp_trains_as_one_process_and_its_sharded_checkpoint_resumes_on_one(tmp_path, capsys):
+    from lit_modules.export import to_hf_model
+    from train import main
+
     # two ranks of 16 from the same global batches as one process of 32: the same training, up to float sums
     common = ["model.checkpointing=true", "trainer.strategy=fsdp"]
     train(tmp_path, *common, "data.batch_size=16", "trainer.devices=2", "trainer.max_steps=2", "logging.name=parts")
@@ -65,6 +74,11 @@ def test_fsdp_trains_as_one_process_and_its_sharded_checkpoint_resumes_on_one(tm
         torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=2e-5, msg=key)
     summary = json.loads((tmp_path / "mqar" / "parts" / "summary.json").read_text())
     assert summary["step"] == 4
+    # read in one process for export; refused in one line by a strategy that cannot load it
+    exported = to_hf_model(last).state_dict()
+    torch.testing.assert_close(exported["model.embed_tokens.weight"], resumed["embed.weight"])
+    assert main([f"ckpt_path={last.parent.parent}", "trainer.strategy=ddp", "trainer.max_steps=6"]) == 2
+    assert "is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp" in capsys.readouterr().err
 
 
 def _free_port() -> int:
