@@ -1,6 +1,6 @@
-"""More than one process on the CPU (gloo): FSDP through train.py (trains as one process does, writes sharded
-checkpoints, resumes them on another number of processes), and a 2-node SLURM job that Lightning detects from the
-SLURM_* variables (docs/training.md#multi-device). The strategy's set-up is checked without processes."""
+"""More than one process on the CPU (gloo), through train.py: a 2-node SLURM job, which Lightning detects from the
+SLURM_* variables, trains with FSDP as one process does, writes a sharded checkpoint, which resumes on one process
+and exports (docs/training.md#multi-device). The strategy's set-up is checked without processes."""
 import json
 import os
 import socket
@@ -56,53 +56,57 @@ def test_fsdp_strategy_wraps_and_checkpoints_each_block_once():
         build_strategy("fsdp", recommender, "bf16-mixed")
 
 
-def test_fsdp_trains_as_one_process_and_its_sharded_checkpoint_resumes_on_one(tmp_path, capsys):
-    from lit_modules.export import to_hf_model
-    from train import main
-
-    # two ranks of 16 from the same global batches as one process of 32: the same training, up to float sums
-    common = ["model.checkpointing=true", "trainer.strategy=fsdp"]
-    train(tmp_path, *common, "data.batch_size=16", "trainer.devices=2", "trainer.max_steps=2", "logging.name=parts")
-    last = tmp_path / "mqar" / "parts" / "checkpoints" / "last.ckpt"
-    assert checkpoints.is_sharded(last) and len(list(last.glob("*.distcp"))) == 2  # one shard file per rank
-    train(tmp_path, f"ckpt_path={last.parent.parent}", "data.batch_size=32", "trainer.devices=1",
-          "trainer.max_steps=4")
-    train(tmp_path, "model.checkpointing=true", "data.batch_size=32", "trainer.max_steps=4", "logging.name=whole")
-    resumed, whole = weights(tmp_path / "mqar" / "parts"), weights(tmp_path / "mqar" / "whole")
-    assert resumed.keys() == whole.keys()
-    for key in whole:
-        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=2e-5, msg=key)
-    summary = json.loads((tmp_path / "mqar" / "parts" / "summary.json").read_text())
-    assert summary["step"] == 4
-    # read in one process for export; refused in one line by a strategy that cannot load it
-    exported = to_hf_model(last).state_dict()
-    torch.testing.assert_close(exported["model.embed_tokens.weight"], resumed["embed.weight"])
-    assert main([f"ckpt_path={last.parent.parent}", "trainer.strategy=ddp", "trainer.max_steps=6"]) == 2
-    assert "is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp" in capsys.readouterr().err
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_a_two_node_slurm_job_is_detected_and_shares_one_run_folder(tmp_path):
-    # srun's variables for 2 nodes of 1 task each (as scripts/slurm_example.sbatch asks for), on this machine
-    job = {"SLURM_NTASKS": "2", "SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242",
-           "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+def slurm_job(tmp_path, *argv, nodes: int = 2) -> list[tuple[str, str]]:
+    """train.py as srun starts it on ``nodes`` nodes of one task each (scripts/slurm_example.sbatch), all on this
+    machine: (stdout, stderr) of each task."""
+    job = {"SLURM_NTASKS": str(nodes), "SLURM_NNODES": str(nodes), "SLURM_NTASKS_PER_NODE": "1",
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(REPO)}
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    argv = [sys.executable, str(REPO / "train.py"), *TINY, f"logging.out_dir={tmp_path}", "data.batch_size=16",
-            "trainer.max_steps=2", "trainer.strategy=ddp", "trainer.devices=1", "trainer.num_nodes=2"]
-    tasks = [subprocess.Popen(argv, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**env, **job, "PYTHONPATH": str(REPO), "SLURM_PROCID": str(rank),
-                                   "SLURM_NODEID": str(rank), "SLURM_LOCALID": "0"})
-             for rank in range(2)]
+    command = [sys.executable, str(REPO / "train.py"), *TINY, f"logging.out_dir={tmp_path}", "trainer.devices=1",
+               f"trainer.num_nodes={nodes}", *argv]
+    tasks = [subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, **job, "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank),
+                                   "SLURM_LOCALID": "0"})
+             for rank in range(nodes)]
     outputs = [task.communicate(timeout=600) for task in tasks]
-    for task, (out, err) in zip(tasks, outputs):
+    for task, (_, err) in zip(tasks, outputs):
         assert task.returncode == 0, err[-3000:]
-    # each task is the rank SLURM gave it (Lightning starts no processes of its own under SLURM)
+    return outputs
+
+
+def test_fsdp_on_two_slurm_nodes_trains_as_one_process_and_resumes_on_one(tmp_path, capsys):
+    from lit_modules.export import to_hf_model
+    from train import main
+
+    # two ranks of 16 from the same global batches as one process of 32: the same training, up to float sums
+    outputs = slurm_job(tmp_path, "trainer.strategy=fsdp", "model.checkpointing=true", "data.batch_size=16",
+                        "trainer.max_steps=2", "logging.name=parts")
+    # each task is the rank SLURM gave it (Lightning starts no processes of its own under SLURM); rank 0 alone
+    # names the run folder and prints the summary
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outputs[0][1] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]
     assert outputs[0][0].count("done:") == 1 and "done:" not in outputs[1][0]
-    runs = list((tmp_path / "mqar").iterdir())
-    assert len(runs) == 1 and json.loads((runs[0] / "summary.json").read_text())["step"] == 2
+    assert [p.name for p in (tmp_path / "mqar").iterdir()] == ["parts"]
+    last = tmp_path / "mqar" / "parts" / "checkpoints" / "last.ckpt"
+    assert checkpoints.is_sharded(last) and len(list(last.glob("*.distcp"))) == 2  # one shard file per rank
+
+    train(tmp_path, f"ckpt_path={last.parent.parent}", "data.batch_size=32", "trainer.num_nodes=1",
+          "trainer.max_steps=4")
+    train(tmp_path, "model.checkpointing=true", "data.batch_size=32", "trainer.max_steps=4", "logging.name=whole")
+    resumed, whole = weights(tmp_path / "mqar" / "parts"), weights(tmp_path / "mqar" / "whole")
+    assert resumed.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=2e-5, msg=key)
+    assert json.loads((tmp_path / "mqar" / "parts" / "summary.json").read_text())["step"] == 4
+
+    # read in one process for export; refused in one line by a strategy that cannot load it
+    exported = to_hf_model(last).state_dict()
+    torch.testing.assert_close(exported["model.embed_tokens.weight"], resumed["embed.weight"])
+    assert main([f"ckpt_path={last.parent.parent}", "trainer.strategy=ddp", "trainer.max_steps=6"]) == 2
+    assert "is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp" in capsys.readouterr().err

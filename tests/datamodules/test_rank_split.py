@@ -75,7 +75,8 @@ def ranks(tmp_path_factory):
     argvs = lm_configs(tmp_path_factory.mktemp("rank_split"))
     one = rank_results(argvs)  # also builds the text token cache, which the two ranks then read
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(_free_port(), argvs, results), nprocs=2, join=True)
+    # forked: the ranks start with this process's imports (a spawned process spends seconds importing them again)
+    mp.start_processes(_worker, args=(_free_port(), argvs, results), nprocs=2, join=True, start_method="fork")
     return one, [results[0], results[1]]
 
 
