@@ -1,6 +1,7 @@
-"""More than one process on the CPU (gloo), through train.py: a 2-node SLURM job, which Lightning detects from the
-SLURM_* variables, trains with FSDP as one process does, writes a sharded checkpoint, which resumes on one process
-and exports (docs/training.md#multi-device). The strategy's set-up is checked without processes."""
+"""More than one process on the CPU (gloo), through train.py: scripts/slurm_example.sbatch as a 2-node job (srun
+imitated on this machine), which Lightning detects from the SLURM_* variables, trains with FSDP as one process
+does and writes a sharded checkpoint, which resumes on one process and exports (docs/training.md#multi-device).
+The strategy's set-up is checked without processes."""
 import json
 import os
 import socket
@@ -51,7 +52,8 @@ def test_fsdp_strategy_wraps_and_checkpoints_each_block_once():
     assert build_strategy("fsdp", LanguageModel(config, vocab_size=32), "32-true").mixed_precision is None
     plain = LanguageModel(config, vocab_size=32)
     assert build_strategy("ddp", plain, "bf16-mixed") == "ddp" and plain.backbone.checkpointing
-    recommender = SequentialRecommender(config_to_dict(compose_config(["experiment=rec_beauty", "trainer.val_check_interval=10"])), num_items=20)
+    rec_config = compose_config(["experiment=rec_beauty", "trainer.val_check_interval=10"])
+    recommender = SequentialRecommender(config_to_dict(rec_config), num_items=20)
     with pytest.raises(RunError, match="trainer.strategy=fsdp: only for language models"):
         build_strategy("fsdp", recommender, "bf16-mixed")
 
@@ -62,22 +64,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def slurm_job(tmp_path, *argv, nodes: int = 2) -> list[tuple[str, str]]:
-    """train.py as srun starts it on ``nodes`` nodes of one task each (scripts/slurm_example.sbatch), all on this
-    machine: (stdout, stderr) of each task."""
-    job = {"SLURM_NTASKS": str(nodes), "SLURM_NNODES": str(nodes), "SLURM_NTASKS_PER_NODE": "1",
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "127.0.0.1",
-           "MASTER_PORT": str(_free_port()), "PYTHONPATH": str(REPO)}
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    command = [sys.executable, str(REPO / "train.py"), *TINY, f"logging.out_dir={tmp_path}", "trainer.devices=1",
-               f"trainer.num_nodes={nodes}", *argv]
-    tasks = [subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**env, **job, "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank),
-                                   "SLURM_LOCALID": "0"})
-             for rank in range(nodes)]
-    outputs = [task.communicate(timeout=600) for task in tasks]
-    for task, (_, err) in zip(tasks, outputs):
-        assert task.returncode == 0, err[-3000:]
+# srun as SLURM runs it on every node: one task per node and GPU, each with its rank in SLURM's variables (stdout and
+# stderr of task N in $SRUN_LOGS/N.out and N.err); here all tasks on this machine.
+FAKE_SRUN = """#!{python}
+import os, subprocess, sys
+per_node = int(os.environ["SLURM_NTASKS_PER_NODE"])
+total = int(os.environ["SLURM_NNODES"]) * per_node
+logs = os.environ["SRUN_LOGS"]
+tasks = [subprocess.Popen(sys.argv[1:], stdout=open(f"{{logs}}/{{rank}}.out", "w"),
+                          stderr=open(f"{{logs}}/{{rank}}.err", "w"),
+                          env=dict(os.environ, SLURM_NTASKS=str(total), SLURM_PROCID=str(rank),
+                                   SLURM_NODEID=str(rank // per_node), SLURM_LOCALID=str(rank % per_node)))
+         for rank in range(total)]
+sys.exit(max(task.wait() for task in tasks))
+"""
+
+
+def sbatch(tmp_path, *argv, nodes: int = 2, **env) -> list[tuple[str, str]]:
+    """scripts/slurm_example.sbatch on ``nodes`` nodes of one task each, all on this machine: (stdout, stderr) of
+    each task."""
+    bin_dir, logs = tmp_path / "bin", tmp_path / "srun_logs"
+    bin_dir.mkdir(exist_ok=True)
+    logs.mkdir(exist_ok=True)
+    (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable))
+    (bin_dir / "srun").chmod(0o755)
+    job = {"SLURM_NNODES": str(nodes), "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242",
+           "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "127.0.0.1", "SLURM_SUBMIT_DIR": str(REPO),
+           "MASTER_PORT": str(_free_port()), "PYTHON": sys.executable, "SRUN_LOGS": str(logs),
+           "OUT_DIR": str(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "slurm_example.sbatch"), *TINY, *argv],
+                            env={**clean, **job}, capture_output=True, text=True, timeout=600)
+    outputs = [((logs / f"{r}.out").read_text(), (logs / f"{r}.err").read_text()) for r in range(nodes)]
+    assert result.returncode == 0, result.stderr[-1000:] + "".join(err[-2000:] for _, err in outputs)
     return outputs
 
 
@@ -86,8 +105,8 @@ def test_fsdp_on_two_slurm_nodes_trains_as_one_process_and_resumes_on_one(tmp_pa
     from train import main
 
     # two ranks of 16 from the same global batches as one process of 32: the same training, up to float sums
-    outputs = slurm_job(tmp_path, "trainer.strategy=fsdp", "model.checkpointing=true", "data.batch_size=16",
-                        "trainer.max_steps=2", "logging.name=parts")
+    outputs = sbatch(tmp_path, "model.checkpointing=true", "trainer.max_steps=2", EXPERIMENT="mqar", NAME="parts",
+                     STRATEGY="fsdp", GLOBAL_BATCH="32")
     # each task is the rank SLURM gave it (Lightning starts no processes of its own under SLURM); rank 0 alone
     # names the run folder and prints the summary
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outputs[0][1] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]
@@ -96,8 +115,9 @@ def test_fsdp_on_two_slurm_nodes_trains_as_one_process_and_resumes_on_one(tmp_pa
     last = tmp_path / "mqar" / "parts" / "checkpoints" / "last.ckpt"
     assert checkpoints.is_sharded(last) and len(list(last.glob("*.distcp"))) == 2  # one shard file per rank
 
-    train(tmp_path, f"ckpt_path={last.parent.parent}", "data.batch_size=32", "trainer.num_nodes=1",
-          "trainer.max_steps=4")
+    # the job again on one node: the script finds the run's checkpoint and resumes it (as a requeued job does)
+    sbatch(tmp_path, "data.batch_size=32", "trainer.max_steps=4", nodes=1, EXPERIMENT="mqar", NAME="parts",
+           STRATEGY="fsdp")
     train(tmp_path, "model.checkpointing=true", "data.batch_size=32", "trainer.max_steps=4", "logging.name=whole")
     resumed, whole = weights(tmp_path / "mqar" / "parts"), weights(tmp_path / "mqar" / "whole")
     assert resumed.keys() == whole.keys()
