@@ -41,10 +41,16 @@ def resume_target(root: Path, ckpt_path: str | None, name: str | None) -> tuple[
 
 
 def check_strategy_reads(ckpt_path: str | None, strategy: str) -> None:
-    """A sharded checkpoint (one file per rank) loads only into FSDP, on any number of devices."""
-    if ckpt_path and checkpoints.is_sharded(ckpt_path) and strategy != "fsdp":
-        raise RunError(f"ckpt_path: {ckpt_path} is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp "
-                       f"(on any number of devices), not trainer.strategy={strategy}")
+    """A sharded checkpoint (FSDP's, one file per rank) loads only into FSDP, on any number of devices; a one-file
+    checkpoint only into the other strategies (Lightning's FSDP would hand its optimiser states, which
+    lit_modules/optim.py groups by weight decay, to other parameters)."""
+    if not ckpt_path or checkpoints.is_sharded(ckpt_path) == (strategy == "fsdp"):
+        return
+    if strategy == "fsdp":
+        raise RunError(f"ckpt_path: {ckpt_path} is a one-file checkpoint (DDP or one device); resume it with the "
+                       f"strategy it was saved with, not trainer.strategy=fsdp")
+    raise RunError(f"ckpt_path: {ckpt_path} is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp "
+                   f"(on any number of devices), not trainer.strategy={strategy}")
 
 
 def is_run_dir(path) -> bool:

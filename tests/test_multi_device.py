@@ -125,8 +125,10 @@ def test_fsdp_on_two_slurm_nodes_trains_as_one_process_and_resumes_on_one(tmp_pa
         torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=2e-5, msg=key)
     assert json.loads((tmp_path / "mqar" / "parts" / "summary.json").read_text())["step"] == 4
 
-    # read in one process for export; refused in one line by a strategy that cannot load it
+    # read in one process for export; refused in one line by a strategy that cannot load it, and the reverse
     exported = to_hf_model(last).state_dict()
     torch.testing.assert_close(exported["model.embed_tokens.weight"], resumed["embed.weight"])
     assert main([f"ckpt_path={last.parent.parent}", "trainer.strategy=ddp", "trainer.max_steps=6"]) == 2
     assert "is a sharded FSDP checkpoint; resume it with trainer.strategy=fsdp" in capsys.readouterr().err
+    assert main([f"ckpt_path={tmp_path / 'mqar' / 'whole'}", "trainer.strategy=fsdp", "trainer.max_steps=6"]) == 2
+    assert "is a one-file checkpoint (DDP or one device); resume it with the strategy" in capsys.readouterr().err
