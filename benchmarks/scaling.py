@@ -1,5 +1,5 @@
 """Scaling across GPUs: the 12-layer d_model 768 language model per mixer on one GPU, then on N GPUs of the same
-machine with DDP and with FSDP (docs/benchmarks.md#scaling-across-gpus). Every run goes through train.py (its
+machine with DDP and with FSDP (docs/training.md#multi-device). Every run goes through train.py (its
 own process; Lightning starts the other ranks) with the same global batch, and so the same examples in every
 step (datamodules/loader.py): one GPU takes it as gradient accumulation of the per-GPU batch.
 

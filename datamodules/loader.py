@@ -1,12 +1,13 @@
-"""The loaders' split of the data across ranks (train.py sets ``use_distributed_sampler=False``; docs/data.md).
+"""The loaders' split of the data across ranks (train.py sets ``use_distributed_sampler=False``;
+docs/training.md#multi-device).
 
 Training: a DataLoader that remembers its position, so that a resumed run sees exactly the batches an uninterrupted
 run would have seen (Lightning saves and restores any loader with state_dict/load_state_dict). Order: a seeded
 permutation per epoch (or the natural order), cut into global batches of ``batch_size * world`` examples, of which
 rank r takes the r-th ``batch_size``: every optimiser step sees the same examples on any number of ranks with the
 same global batch, so a run on two GPUs follows the loss curve of one GPU, and resumes on another number of ranks
-where it stopped. The position counts the examples of the steps the training loop has finished, not of batches
-fetched: Lightning fetches one batch ahead, so ``ConsumedBatches`` advances it after each step.
+where it stopped. The position counts the batches the training loop has finished (and their examples on all ranks),
+not the batches fetched: Lightning fetches one batch ahead, so ``ConsumedBatches`` advances it after each batch.
 
 Evaluation: ``evaluation_loader`` gives each rank every world-th batch, and pads the ranks with fewer to the same
 number of batches with a copy whose labels are all IGNORE_INDEX (no loss, no count): every rank runs the same
