@@ -8,9 +8,13 @@ and sharded checkpoints (a folder of one file per rank, written and read in para
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 
+from .atomic import replace_folder
 from .backbone import Block
 from .language_model import LanguageModel
 from .run_dir import RunError
@@ -19,9 +23,10 @@ LOW_PRECISION = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class BlockFSDP(FSDPStrategy):
-    """Lightning's FSDPStrategy, on the CPU as well: torch's FSDP runs there (gloo) when told the device, where
-    Lightning passes only a CUDA device index (and refuses the accelerator for its own class alone). The tests run
-    it on the CPU to check sharding, sharded checkpoints and resumes; on a GPU it is Lightning's code unchanged."""
+    """Lightning's FSDPStrategy with sharded checkpoints renamed into place, and on the CPU as well: torch's FSDP runs
+    there (gloo) when told the device, where Lightning passes only a CUDA device index (and refuses the accelerator
+    for its own class alone). The tests run it on the CPU to check sharding, checkpoints and resumes; on a GPU the
+    model is wrapped by Lightning's code unchanged."""
 
     def _setup_model(self, model):
         if self.root_device.type != "cpu":
@@ -34,6 +39,20 @@ class BlockFSDP(FSDPStrategy):
                                          **self.kwargs)
         _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
         return model
+
+    def save_checkpoint(self, checkpoint, filepath, storage_options=None) -> None:
+        """Every rank writes its shard into a staging folder beside the checkpoint, which rank 0 then renames into
+        place: a crash or a full disk mid-write leaves the previous checkpoint whole (lit_modules/atomic.py)."""
+        path = Path(self.broadcast(str(filepath)))
+        staging = path.with_name(f".{path.name}.partial")
+        if self.global_rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.barrier()
+        super().save_checkpoint(checkpoint, staging, storage_options)
+        self.barrier()
+        if self.global_rank == 0:
+            replace_folder(staging, path)
+        self.barrier()
 
 
 def fsdp_mixed_precision(precision: str):

@@ -58,6 +58,24 @@ def test_fsdp_strategy_wraps_and_checkpoints_each_block_once():
         build_strategy("fsdp", recommender, "bf16-mixed")
 
 
+def test_a_staged_folder_replaces_a_checkpoint_folder_or_file_whole(tmp_path):
+    from lit_modules.atomic import replace_folder
+
+    for old in ("folder", "file", None):
+        path, staging = tmp_path / str(old) / "last.ckpt", tmp_path / str(old) / ".last.ckpt.partial"
+        staging.mkdir(parents=True)
+        (staging / "__0_0.distcp").write_text("new")
+        if old == "folder":
+            path.mkdir()
+            (path / "__0_0.distcp").write_text("old")
+            (path / "__1_0.distcp").write_text("old")
+        elif old == "file":
+            path.write_text("old")
+        replace_folder(staging, path)
+        assert [(p.name, p.read_text()) for p in path.iterdir()] == [("__0_0.distcp", "new")]
+        assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,6 +132,7 @@ def test_fsdp_on_two_slurm_nodes_trains_as_one_process_and_resumes_on_one(tmp_pa
     assert [p.name for p in (tmp_path / "mqar").iterdir()] == ["parts"]
     last = tmp_path / "mqar" / "parts" / "checkpoints" / "last.ckpt"
     assert checkpoints.is_sharded(last) and len(list(last.glob("*.distcp"))) == 2  # one shard file per rank
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]  # staging renamed away
 
     # the job again on one node: the script finds the run's checkpoint and resumes it (as a requeued job does)
     sbatch(tmp_path, "data.batch_size=32", "trainer.max_steps=4", nodes=1, EXPERIMENT="mqar", NAME="parts",
