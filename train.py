@@ -31,14 +31,14 @@ def _key(arg: str) -> str:
 def compose_run_config(argv: list[str]):
     """The run's config: the experiment with the command line on top or, when resuming a run (``ckpt_path=last``,
     ``best`` or a run folder), that run's own config.yaml with the command line on top."""
-    from lit_modules.resume import resume_target
+    from lit_modules.resume import is_run_dir, resume_target
     from lit_modules.run_dir import RunError
 
     ckpt = next((a.split("=", 1)[1] for a in reversed(argv) if _key(a) == "ckpt_path"), None)
     if ckpt in ("last", "best"):
         where = compose_config([a for a in argv if _key(a) in LOCATING_KEYS])
         run_dir, _ = resume_target(Path(where.logging.out_dir) / where.experiment, ckpt, where.logging.name)
-    elif ckpt and Path(ckpt).is_dir():
+    elif ckpt and is_run_dir(ckpt):
         run_dir = Path(ckpt)
     else:
         return compose_config(argv)
@@ -68,6 +68,7 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
     from lit_modules.atomic_writers import AtomicCheckpointIO
     from lit_modules.callbacks import (BestValidation, LogStepAfterResume, OptimSettingsOnResume, RNGState,
                                       StopOnDivergence, StopOnSignal, ValidateAtEnd)
+    from lit_modules.strategy import build_strategy
 
     # The run folder is this run's own (lit_modules/run_dir.py): a resumed run's checkpoints are expected there.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -96,7 +97,8 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
     return L.Trainer(
         max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=val_check_interval,
         check_val_every_n_epoch=None, limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=precision, gradient_clip_val=t.gradient_clip_val,
+        num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module, precision), precision=precision,
+        gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar, logger=loggers,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, num_sanity_val_steps=0,
@@ -130,7 +132,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
 
     from lit_modules.distributed import is_launch_rank_zero
     from lit_modules.loggers import finish_wandb
-    from lit_modules.resume import changed_settings, check_checkpoint_matches, resume_target
+    from lit_modules.resume import changed_settings, check_checkpoint_matches, check_strategy_reads, resume_target
     from lit_modules.run_dir import held_run_dir
 
     config = config_to_dict(cfg)
@@ -139,6 +141,7 @@ def run(cfg, argv: list[str] | None = None) -> dict:
     torch.set_flush_denormal(True)
     root = Path(cfg.logging.out_dir) / cfg.experiment
     resumed_dir, ckpt_path = resume_target(root, cfg.ckpt_path, cfg.logging.name)
+    check_strategy_reads(ckpt_path, cfg.trainer.strategy)
     datamodule, module = build_inputs(cfg, config)
     resume_step = None
     if ckpt_path:
@@ -160,6 +163,7 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
     on in its own folder (else it is a new run, from ``ckpt_path``'s weights if given)."""
     from omegaconf import OmegaConf
 
+    from lit_modules import checkpoints
     from lit_modules.atomic import write_text_atomic
     from lit_modules.callbacks import SharedRunDir
     from lit_modules.compile import compile_for_training
@@ -191,7 +195,8 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
         if trainer.is_global_zero:
             write_summary(shared.run_dir, {"status": "diverged", "error": str(err), "step": trainer.global_step,
                                            **sizes, "run_dir": str(shared.run_dir)})
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved before it"
+        kept = f"the last good checkpoint is {last}" if checkpoints.exists(last) else \
+            "no checkpoint was saved before it"
         raise Diverged(f"{err}; {kept}") from None
     metrics = evaluate(trainer, module, datamodule)
     metrics.update(status="finished", step=trainer.global_step, seconds=round(time.time() - started, 1),

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import List
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from lit_modules.distributed import IGNORE_INDEX
 
+from .loader import evaluation_loader
 from .registry import register_datamodule
 from .synthetic import SyntheticLMConfig, SyntheticLMDataModule
 
@@ -114,21 +115,13 @@ class MQARDataset(Dataset):
                 "slice": torch.tensor(self.settings[setting][1])}
 
 
-class SettingBatches(Sampler[list]):
+def setting_batches(dataset: MQARDataset, batch_size: int) -> list[list[int]]:
     """Batches of indices of one setting each (in index order), for evaluation without cross-setting padding."""
-
-    def __init__(self, dataset: MQARDataset, batch_size: int):
-        by_setting: dict[int, list[int]] = {}
-        for i in range(len(dataset)):
-            by_setting.setdefault(dataset.locate(i)[0], []).append(i)
-        self.batches = [idx[b:b + batch_size] for s in sorted(by_setting) for idx in [by_setting[s]]
-                        for b in range(0, len(idx), batch_size)]
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
+    by_setting: dict[int, list[int]] = {}
+    for i in range(len(dataset)):
+        by_setting.setdefault(dataset.locate(i)[0], []).append(i)
+    return [idx[b:b + batch_size] for s in sorted(by_setting) for idx in [by_setting[s]]
+            for b in range(0, len(idx), batch_size)]
 
 
 @dataclass
@@ -159,6 +152,6 @@ class MQARDataModule(SyntheticLMDataModule):
                             **kw),
                 MQARDataset(c.val_settings, c.val_examples * len(c.val_settings), seed=val_seed, pad=False, **kw))
 
-    def val_dataloader(self):
-        batches = SettingBatches(self.val_set, self.config.val_batch_size or self.config.batch_size)
-        return DataLoader(self.val_set, batch_sampler=batches, num_workers=self.config.num_workers)
+    def val_dataloader(self):  # split by rank (datamodules/loader.py)
+        batches = setting_batches(self.val_set, self.config.val_batch_size or self.config.batch_size)
+        return evaluation_loader(self.val_set, batches, num_workers=self.config.num_workers)

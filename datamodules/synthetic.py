@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mixers.base import check_choices
 
-from .loader import ResumableLoader
+from .loader import ResumableLoader, evaluation_loader, fixed_batches
 
 
 @dataclass
@@ -45,6 +45,6 @@ class SyntheticLMDataModule(L.LightningDataModule):
         return ResumableLoader(self.train_set, self.config.batch_size, shuffle=True, seed=self.seed,
                                num_workers=self.config.num_workers)
 
-    def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=self.config.val_batch_size or self.config.batch_size,
-                          num_workers=self.config.num_workers)
+    def val_dataloader(self):  # split by rank (datamodules/loader.py)
+        batches = fixed_batches(len(self.val_set), self.config.val_batch_size or self.config.batch_size)
+        return evaluation_loader(self.val_set, batches, num_workers=self.config.num_workers)

@@ -24,11 +24,10 @@ from typing import Literal, Optional
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from mixers.base import check_choices
 
-from .loader import ResumableLoader
+from .loader import ResumableLoader, evaluation_loader, fixed_batches
 from .packing import PackedWindows, collate_windows, split_segments
 from .paths import REPO_ROOT
 from .registry import register_datamodule
@@ -249,9 +248,9 @@ class TextDataModule(L.LightningDataModule):
                                **self._loader_kwargs())
 
     def val_dataloader(self):
-        self._build_datasets()
-        return DataLoader(self.val_dataset, batch_size=self.cfg.batch_size, shuffle=False, drop_last=False,
-                          **self._loader_kwargs())
+        self._build_datasets()  # split by rank (datamodules/loader.py)
+        return evaluation_loader(self.val_dataset, fixed_batches(len(self.val_dataset), self.cfg.batch_size),
+                                 **self._loader_kwargs())
 
     def summary(self) -> str:
         self._build_datasets()

@@ -64,3 +64,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def replace_folder(staging: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the complete folder ``staging`` (e.g. a sharded checkpoint, written beside ``path``) in place of ``path``
+    (a folder, a file or nothing) by renames: ``path`` is at every moment the old one, the new one, or (between
+    two renames) absent with the old one at ``.<name>.old``; never a mix of both."""
+    import shutil
+
+    staging, path = Path(staging), Path(path)
+    fsync_tree(staging)
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.is_dir():
+        os.replace(path, old)
+    elif path.exists():
+        path.unlink()
+    os.replace(staging, path)
+    fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)

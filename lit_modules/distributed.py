@@ -48,3 +48,18 @@ def mean_over_targets(loss_sum: torch.Tensor, count: torch.Tensor) -> torch.Tens
     mean over every target of the global batch, however unevenly the targets fall on the ranks."""
     world = rank_and_world()[1]
     return loss_sum * world / sum_over_ranks(count).clamp(min=1)
+
+
+def sums_over_ranks(sums: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Each named sum over all ranks, in float64 on ``device``, for the names of every rank (a rank without a name
+    adds zero to it: ranks that evaluated different slices of the data know different names). One all-reduce."""
+    names = set(sums)
+    if _distributed():
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, sorted(names))
+        names = set().union(*gathered)
+    names = sorted(names)
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    vector = torch.stack([sums[n].to(device, torch.float64) if n in sums else zero for n in names] + [zero])
+    vector = sum_over_ranks(vector)
+    return {n: vector[i] for i, n in enumerate(names)}

@@ -2,7 +2,8 @@
 
     python -m lit_modules.export RUN_OR_CKPT OUT_DIR
 
-RUN_OR_CKPT is a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``) or a Lightning checkpoint file.
+RUN_OR_CKPT is a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``) or a Lightning checkpoint (a file, or
+the folder of a sharded FSDP checkpoint).
 OUT_DIR gets ``config.json`` (``MixerLMConfig``), ``generation_config.json``, ``model.safetensors``, the run's
 tokenizer (``save_pretrained``; runs on text data keep one in ``<run>/tokenizer/``) and ``modeling_mixer_lm.py``.
 Then, where this repository is importable:
@@ -20,11 +21,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from mixers.registry import import_plugins
 
+from . import checkpoints
 from .backbone import expand_layers, mixer_configs, mlp_width
 from .hf_model import MixerLMConfig, MixerLMForCausalLM
 
@@ -46,11 +47,11 @@ class ExportError(ValueError):
 def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
     """(checkpoint file, run folder or None) for a run folder or a checkpoint file."""
     path = Path(path)
-    if path.is_file():
+    if checkpoints.exists(path):
         return path, (path.parent.parent if path.parent.name == "checkpoints" else None)
     if path.is_dir():
         for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
+            if checkpoints.exists(path / "checkpoints" / name):
                 return path / "checkpoints" / name, path
         raise ExportError(f"{path}: neither checkpoints/best.ckpt nor checkpoints/last.ckpt (not a run folder)")
     raise ExportError(f"{path} does not exist")
@@ -59,7 +60,7 @@ def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
 def read_checkpoint(ckpt: Path) -> tuple[dict, int, dict]:
     """(run config, vocabulary size, state dict) of a LanguageModel checkpoint."""
     try:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = checkpoints.load(ckpt)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ExportError(f"{ckpt} is not a readable Lightning checkpoint ({err})") from None
     hparams = checkpoint.get("hyper_parameters") or {}

@@ -13,11 +13,13 @@ from torch import nn
 
 from .backbone import build_backbone
 from .base import TaskModule
-from .distributed import IGNORE_INDEX, mean_over_targets, sum_over_ranks
+from .distributed import IGNORE_INDEX, mean_over_targets, sums_over_ranks
 
 # Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
 # LanguageModel's hook is meant for every datamodule.
 warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`")
+# Lightning recommends sync_dist for epoch-level logs under DDP; the validation metrics are sums over all ranks already.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
 
 # Dense bf16 peak TFLOP/s of GPUs whose name contains the key (for perf/mfu).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
@@ -157,20 +159,24 @@ class LanguageModel(TaskModule):
                 self._accumulate(f"correct@{value}", correct[rows].sum())
                 self._accumulate(f"count@{value}", rows.sum())
 
-    def on_validation_epoch_end(self):
-        sums = {k: sum_over_ranks(self._val_sums[k].to(self.device)) for k in sorted(self._val_sums)}
+    def validation_metrics(self) -> dict[str, float]:
+        """val/loss, val/ppl, val/acc (and val/acc@<slice>) over the whole validation set: sums of every rank's
+        share (datamodules/loader.py splits it), so the means are exact however the shares fall."""
+        sums = sums_over_ranks(self._val_sums, self.device)
         if not sums:
-            return
+            return {}
         count = max(float(sums["count"]), 1.0)
         loss = float(sums["loss_sum"]) / count
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/ppl", math.exp(min(loss, 50.0)))
-        self.log("val/acc", float(sums["correct"]) / count, prog_bar=True)
+        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0)), "val/acc": float(sums["correct"]) / count}
         for key in sums:
             if key.startswith("correct@"):
                 value = key.split("@", 1)[1]
-                self.log(f"val/acc@{value}", float(sums[key]) / max(float(sums[f"count@{value}"]), 1.0))
+                metrics[f"val/acc@{value}"] = float(sums[key]) / max(float(sums[f"count@{value}"]), 1.0)
+        return metrics
 
+    def on_validation_epoch_end(self):
+        for name, value in self.validation_metrics().items():  # the same on every rank: no sync_dist
+            self.log(name, value, prog_bar=name in ("val/loss", "val/acc"), sync_dist=False)
 
     # ---- generation --------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -11,11 +11,23 @@ def _decays(name: str, param: nn.Parameter) -> bool:
     return param.ndim >= 2 and "norm" not in name
 
 
-def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+def _unwrapped_name(name: str) -> str:
+    """The parameter's name in the model as built: FSDP (and its activation checkpointing) insert these."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+
+
+def decayed_names(module: nn.Module) -> set[str]:
+    """The names of the parameters that decay. FSDP shards each parameter into a flat 1-D piece: ask before it
+    wraps the model (TaskModule.setup)."""
+    return {name for name, param in module.named_parameters() if _decays(name, param)}
+
+
+def parameter_groups(module: nn.Module, weight_decay: float, decayed: set[str] | None = None) -> list[dict]:
+    decayed = decayed_names(module) if decayed is None else decayed
     decay, no_decay = [], []
     for name, param in module.named_parameters():
         if param.requires_grad:
-            (decay if _decays(name, param) else no_decay).append(param)
+            (decay if _unwrapped_name(name) in decayed else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -30,8 +42,8 @@ def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str, mi
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def configure_optimizers_from(module: nn.Module, optim_cfg, max_steps: int) -> dict:
-    groups = parameter_groups(module, optim_cfg["weight_decay"])
+def configure_optimizers_from(module: nn.Module, optim_cfg, max_steps: int, decayed: set[str] | None = None) -> dict:
+    groups = parameter_groups(module, optim_cfg["weight_decay"], decayed)
     cls = torch.optim.AdamW if optim_cfg["name"] == "adamw" else torch.optim.Adam
     if cls is torch.optim.Adam:  # Adam's weight_decay is L2 in the gradient: keep it off unless asked
         groups[0]["weight_decay"] = optim_cfg["weight_decay"]
