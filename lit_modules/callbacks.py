@@ -206,6 +206,10 @@ class StopOnSignal(Callback):
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
+            # Lightning logs this step's row after this hook, which the raise below skips: log it now, or a stop
+            # at a logging step would lose that row from metrics.csv
+            trainer._logger_connector.on_batch_end()
+            trainer._logger_connector.update_train_step_metrics()
             path = checkpoint_file(self.run_dir.run_dir)
             trainer.save_checkpoint(path)
             raise Interrupted(self.received or signal.SIGTERM, trainer.global_step, path)

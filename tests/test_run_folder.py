@@ -47,8 +47,9 @@ def test_default_names_take_the_next_free_suffix(tmp_path):
 
 # A long run in its own process, stopped by SIGTERM as SLURM or a preemptible cloud stops a job: while it runs, it
 # holds its folder; stopped, it saves a checkpoint at the step it was in, from which the run resumes exactly.
+# every step logs a row: a signal then always lands on a logging step, whose row must survive the stop
 LONG = ["model.dropout=0.1", "optim.schedule=constant", "optim.warmup_steps=0", "trainer.val_check_interval=20",
-        "trainer.max_steps=100", "logging.wandb=false"]
+        "trainer.max_steps=100", "trainer.log_every_n_steps=1", "logging.wandb=false"]
 
 
 @pytest.fixture(scope="module")
