@@ -52,13 +52,15 @@ def compose_run_config(argv: list[str]):
     return cfg
 
 
-def validation_interval(cfg, datamodule) -> int:
-    """trainer.val_check_interval in training batches: as given (checked in configs), or one epoch's for "epoch"."""
-    value = cfg.trainer.val_check_interval
-    return max(1, len(datamodule.train_dataloader())) if value == "epoch" else value
+def validation_schedule(every) -> dict:
+    """Lightning's arguments for trainer.val_check_interval: a number of training batches, counted across epochs,
+    or "epoch": Lightning's own end-of-epoch validation, so that the epoch is each rank's share of the data."""
+    if every == "epoch":
+        return {"val_check_interval": 1.0, "check_val_every_n_epoch": 1}
+    return {"val_check_interval": every, "check_val_every_n_epoch": None}
 
 
-def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
+def build_trainer(cfg, run_dir, module, loggers):
     """run_dir: the SharedRunDir callback, which tells every rank rank 0's run folder."""
     import lightning as L
     import torch
@@ -95,8 +97,8 @@ def build_trainer(cfg, run_dir, module, loggers, val_check_interval: int):
         precision = "bf16-mixed" if gpu else "32-true"
     limit_val = t.limit_val_batches if t.limit_val_batches <= 1.0 else int(t.limit_val_batches)
     return L.Trainer(
-        max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, val_check_interval=val_check_interval,
-        check_val_every_n_epoch=None, limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
+        max_steps=t.max_steps, max_time=t.max_time, max_epochs=-1, **validation_schedule(t.val_check_interval),
+        limit_val_batches=limit_val, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module, precision), precision=precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
@@ -179,10 +181,7 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
             datamodule.save_tokenizer(run_dir / "tokenizer")
     loggers = build_loggers(config, run_dir, module.backbone.layer_names, identity and identity["id"], resume_step)
     shared = SharedRunDir(run_dir)
-    interval = validation_interval(cfg, datamodule)
-    if cfg.trainer.val_check_interval == "epoch" and leader:
-        print(f"validation every epoch: {interval} training batches", file=sys.stderr)
-    trainer = build_trainer(cfg, shared, module, loggers, interval)
+    trainer = build_trainer(cfg, shared, module, loggers)
     compile_for_training(trainer, module.backbone, cfg.trainer.compile)  # in place: checkpoints keep their keys
     sizes = model_sizes(module, config)
     if leader:
