@@ -104,12 +104,7 @@ def main() -> None:
     p.add_argument("--ours", default="prism:none", help="our row beside theirs, KEY:MODE as throughput.py's "
                                                         "--model-mixers (none: theirs alone)")
     p.add_argument("--heads", type=int, default=6, help="their num_heads (head dim d_model / heads; ours: 6 x 128)")
-    p.add_argument("--text", help="a text file (bytes are the tokens); default: synthetic bytes")
-    p.add_argument("--d-model", type=int, default=768)
-    p.add_argument("--model-layers", type=int, default=12)
-    p.add_argument("--model-seq", type=int, default=2048)
-    p.add_argument("--model-batch", type=int, default=8)
-    p.add_argument("--model-steps", type=int, default=20)
+    throughput.add_model_shape_args(p, steps=20)
     p.add_argument("--vocab", type=int, default=50304)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the card, for our MFU")
     p.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny sizes, fp32")

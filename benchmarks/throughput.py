@@ -260,6 +260,16 @@ def environment(device) -> dict:
     return env
 
 
+def add_model_shape_args(p: argparse.ArgumentParser, steps: int) -> None:
+    """The model rows' shape and data (shared with authors_prism.py, which measures at the same shape)."""
+    p.add_argument("--text", help="a text file for the model benchmark (bytes are the tokens); default: synthetic")
+    p.add_argument("--d-model", type=int, default=768)
+    p.add_argument("--model-layers", type=int, default=12)
+    p.add_argument("--model-seq", type=int, default=2048)
+    p.add_argument("--model-batch", type=int, default=8)
+    p.add_argument("--model-steps", type=int, default=steps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -270,12 +280,7 @@ def main() -> None:
                    help="row keys (mixers or MIXER_OVERRIDES' variants), each KEY or KEY:MODE")
     p.add_argument("--skip-layers", action="store_true")
     p.add_argument("--skip-model", action="store_true")
-    p.add_argument("--text", help="a text file for the model benchmark (bytes are the tokens)")
-    p.add_argument("--d-model", type=int, default=768)
-    p.add_argument("--model-layers", type=int, default=12)
-    p.add_argument("--model-seq", type=int, default=2048)
-    p.add_argument("--model-batch", type=int, default=8)
-    p.add_argument("--model-steps", type=int, default=50)
+    add_model_shape_args(p, steps=50)
     p.add_argument("--model-compile", default="none", metavar="MODE[,MODE...]",
                    help=f"compile the model's backbone as trainer.compile does, in these modes (none: eager; "
                         f"{', '.join(MODES)}): one row per mixer and mode. reduce-overhead and max-autotune also "

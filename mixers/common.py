@@ -2,11 +2,24 @@
 per-head gated RMSNorm of the output path."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Mixer
+from kernels import BACKENDS
+
+from .base import Mixer, MixerConfig
+
+
+@dataclass
+class ChunkedMixerConfig(MixerConfig):
+    """What every mixer on a chunked linear-recurrence op shares (gdn, gla, mamba2, linear_attention, prism)."""
+    chunk_size: int = 64  # the torch path's chunk length (the result does not depend on it)
+    init_std: float = 0.02  # normal init of every projection weight (as fla and the attention mixer)
+    backend: Literal[BACKENDS] = "auto"  # naive | torch | triton | auto (docs/mixers.md)
 
 
 def segment_positions(cu_seqlens: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,13 +19,13 @@ from torch import nn
 from kernels.gated_delta_rule import BACKENDS, chunk_flops, gated_delta_rule
 from kernels.gla.utils import resolve_backend
 
-from .base import MixerConfig, MixerState
-from .common import GatedHeadNorm, MatrixStateMixer, ShortConv, gated_output
+from .base import MixerState
+from .common import ChunkedMixerConfig, GatedHeadNorm, MatrixStateMixer, ShortConv, gated_output
 from .registry import register_mixer
 
 
 @dataclass
-class GatedDeltaNetConfig(MixerConfig):
+class GatedDeltaNetConfig(ChunkedMixerConfig):
     num_heads: int = 6
     head_dim: Optional[int] = None  # default: 0.75 * d_model / num_heads (fla's rule)
     expand_v: float = 2.0  # value head dim = expand_v * head_dim
@@ -39,9 +39,6 @@ class GatedDeltaNetConfig(MixerConfig):
     dt_max: float = 0.1
     dt_init_floor: float = 1e-4
     norm_eps: float = 1e-5
-    chunk_size: int = 64
-    init_std: float = 0.02
-    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.gated_delta_rule)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:

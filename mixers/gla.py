@@ -6,21 +6,21 @@ Kernel: kernels.gla (fla's chunk_gla on CUDA, a chunked torch path on the CPU; s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.gla import BACKENDS, chunk_flops, gla
+from kernels.gla import chunk_flops, gla
 
-from .base import MixerConfig, MixerState
-from .common import GatedHeadNorm, MatrixStateMixer, ShortConv, gated_output
+from .base import MixerState
+from .common import ChunkedMixerConfig, GatedHeadNorm, MatrixStateMixer, ShortConv, gated_output
 from .registry import register_mixer
 
 
 @dataclass
-class GLAConfig(MixerConfig):
+class GLAConfig(ChunkedMixerConfig):
     num_heads: int = 4
     expand_k: float = 0.5  # key width = expand_k * d_model (split over heads)
     expand_v: float = 1.0  # value width = expand_v * d_model
@@ -31,9 +31,6 @@ class GLAConfig(MixerConfig):
     conv_size: int = 4
     use_output_gate: bool = True
     norm_eps: float = 1e-5
-    chunk_size: int = 64
-    init_std: float = 0.02
-    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.gla)
 
 
 @register_mixer("gla")

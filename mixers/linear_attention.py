@@ -27,20 +27,17 @@ from kernels.gla import chunk_flops
 from kernels.gla.utils import resolve_backend
 from kernels.simple_gla import BACKENDS, simple_gla
 
-from .base import Mixer, MixerConfig, MixerState
-from .common import ShortConv, matrix_state_size
+from .base import Mixer, MixerState
+from .common import ChunkedMixerConfig, ShortConv, matrix_state_size
 from .registry import register_mixer
 
 
 @dataclass
-class LinearAttentionConfig(MixerConfig):
+class LinearAttentionConfig(ChunkedMixerConfig):
     num_heads: int = 1               # the paper's LA: one head as wide as the model
     head_dim: Optional[int] = None   # default d_model // num_heads
     conv_size: int = 5               # causal depthwise conv + SiLU before the projections; 0 = none
     decay: Literal["none", "learned"] = "none"   # none: the paper's LA | learned: alpha_t = sigmoid(u Wa + ba)
-    chunk_size: int = 64
-    init_std: float = 0.02
-    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.simple_gla)
 
 
 @register_mixer("linear_attention")

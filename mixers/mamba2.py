@@ -9,23 +9,22 @@ on the CPU) with q = C, k = B, v = dt * x, g = dt * A and scale 1; the state is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.simple_gla import BACKENDS, simple_gla
+from kernels.simple_gla import simple_gla
 from kernels.gla import chunk_flops
 
-from .base import Mixer, MixerConfig, MixerState
-from .common import ShortConv, matrix_state_size
+from .base import Mixer, MixerState
+from .common import ChunkedMixerConfig, ShortConv, matrix_state_size
 from .gdn import init_dt_bias
 from .registry import register_mixer
 
 
 @dataclass
-class Mamba2Config(MixerConfig):
+class Mamba2Config(ChunkedMixerConfig):
     expand: int = 2  # inner width = expand * d_model
     head_dim: int = 64  # num_heads = inner width / head_dim
     state_size: int = 128
@@ -39,9 +38,6 @@ class Mamba2Config(MixerConfig):
     dt_init_floor: float = 1e-4
     D_has_hdim: bool = False  # D per channel instead of per head
     norm_eps: float = 1e-5
-    chunk_size: int = 64
-    init_std: float = 0.02
-    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.simple_gla)
 
 
 @register_mixer("mamba2")

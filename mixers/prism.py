@@ -22,17 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.prism import BACKENDS, prism_delta_rule, prism_delta_rule_flops
+from kernels.prism import prism_delta_rule, prism_delta_rule_flops
 from kernels.prism.triton.qk_norm import prism_qk_l2norm, prism_qk_l2norm_reference
 from kernels.prism.triton.solver import prism_solver, prism_solver_reference
 
-from .base import Mixer, MixerConfig, MixerState
-from .common import GatedHeadNorm, ShortConv, matrix_state_size
+from .base import Mixer, MixerState
+from .common import ChunkedMixerConfig, GatedHeadNorm, ShortConv, matrix_state_size
 from .registry import register_mixer
 
 
 @dataclass
-class PRISMConfig(MixerConfig):
+class PRISMConfig(ChunkedMixerConfig):
     num_heads: int = 4
     head_dim: Optional[int] = None   # None: d_model // num_heads (keys and values share it)
     steps: int = 2                   # solver steps L, 1..4 (L = 1 is the paper's ablation)
@@ -48,9 +48,6 @@ class PRISMConfig(MixerConfig):
     alpha_init_min: float = 0.95     # each head's decay starts uniformly in [min, max]
     alpha_init_max: float = 0.99
     norm_eps: float = 1e-6
-    init_std: float = 0.02           # normal init of every projection weight (as fla and the attention mixer)
-    chunk_size: int = 64
-    backend: Literal[BACKENDS] = "auto"  # the op's backends (kernels.prism)
 
 
 @register_mixer("prism")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from kernels import BACKENDS
 from kernels.gla.op import check_shapes
 from kernels.gla.utils import resolve_backend
 
-BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

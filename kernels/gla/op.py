@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from .. import BACKENDS
 from .chunk import chunk_gla_torch
 from .naive import naive_recurrent_gla
 from .utils import check_cu_seqlens, pad_packed, packed_index, resolve_backend, unpad_packed
 
-BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def check_shapes(op: str, q, k, v, gates: dict, initial_state, cu_seqlens):

@@ -5,10 +5,10 @@ import math
 
 import torch
 
+from .. import BACKENDS
 from .chunk import chunk_prism_delta_rule
 from .naive import naive_prism_delta_rule
 
-BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def _check(name, x, ndim, shape_desc):

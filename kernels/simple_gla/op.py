@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from kernels import BACKENDS
 from kernels.gla.op import check_shapes, run_torch_path
 from kernels.gla.utils import resolve_backend
 
 from .chunk import chunk_simple_gla_torch
 from .naive import naive_recurrent_simple_gla
 
-BACKENDS = ("naive", "torch", "triton", "auto")
 
 
 def simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, scale: float | None = None,

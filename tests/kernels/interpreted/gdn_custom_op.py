@@ -6,7 +6,6 @@ import tools.fla_interpret as fi
 
 fi.patch_triton_interpreter()  # before anything imports triton or fla
 
-import json  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -15,6 +14,7 @@ from fla.ops.gated_delta_rule import chunk_gated_delta_rule  # noqa: E402
 from kernels.gated_delta_rule import gated_delta_rule  # noqa: E402
 from kernels.gated_delta_rule.fla_op import _gdn_bwd, _gdn_fwd  # noqa: E402
 from mixers.registry import get_mixer  # noqa: E402
+from tests.kernels.interpreted import report  # noqa: E402
 
 CASES = {  # name: (B, T, cu_seqlens, use_qk_l2norm, chunk_size)
     "dense_T37_h0": (2, 37, None, False, 16),
@@ -86,11 +86,7 @@ def mixer_compiles_whole(out):
 
 
 def main():
-    out = {}
-    against_fla(out)
-    opcheck(out)
-    mixer_compiles_whole(out)
-    print(json.dumps(out))
+    report(against_fla, opcheck, mixer_compiles_whole)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ against the naive op in fp64, the corrected-value kernels against their torch re
 torch.compile(fullgraph=True) and torch.library.opcheck. Prints {case: {name: relative error}} as JSON."""
 from tests.kernels.interpreted.prism_op import NAMES, fwd_bwd, make, rel  # first: patches the interpreter
 
-import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
@@ -16,6 +15,7 @@ import kernels.prism.triton.chunk as ch  # noqa: E402
 from kernels.prism import prism_delta_rule  # noqa: E402
 from kernels.prism.triton.chunk import _chunk_slots, _corrected_value  # noqa: E402
 from kernels.prism.triton.correction import corrected_value_bwd, corrected_value_fwd  # noqa: E402
+from tests.kernels.interpreted import report  # noqa: E402
 
 CASES = {  # name: (B, T, L, chunk_size, use_h0, cu_seqlens, implementation)
     "L1_T37_C16_h0": (1, 37, 1, 16, True, None, "split_fused"),  # split_fused: the default
@@ -82,11 +82,7 @@ def compile_and_opcheck(out):
 
 
 def main():
-    out = {}
-    op_cases(out)
-    correction_cases(out)
-    compile_and_opcheck(out)
-    print(json.dumps(out))
+    report(op_cases, correction_cases, compile_and_opcheck)
 
 
 if __name__ == "__main__":
