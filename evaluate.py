@@ -57,6 +57,7 @@ def run_harness(model, tokenizer, tasks: list[str], **options) -> dict:
 
 def record(out_dir: Path, results: dict) -> list[dict]:
     """Merge the results into out_dir/eval_results.json (by task), rewrite eval_results.md; returns the rows."""
+    from lit_modules.atomic import write_text_atomic
     from lit_modules.harness import markdown_table, result_rows
 
     path = out_dir / RESULTS_JSON
@@ -64,9 +65,9 @@ def record(out_dir: Path, results: dict) -> list[dict]:
     for section, values in results.items():
         if isinstance(values, dict):
             merged.setdefault(section, {}).update(values)
-    path.write_text(json.dumps(merged, indent=2, default=str))
+    write_text_atomic(path, json.dumps(merged, indent=2, default=str))  # merged: a failed write keeps the old results
     rows = result_rows(merged)
-    (out_dir / RESULTS_MD).write_text(markdown_table(rows))
+    write_text_atomic(out_dir / RESULTS_MD, markdown_table(rows))
     return result_rows(results)
 
 

@@ -8,7 +8,8 @@
     python train.py experiment=lm_char ckpt_path=last # resume the latest run of that experiment
 
 Exit codes: 0 finished; 2 a mistake in the command line, config or data (one line, nothing written);
-1 the run failed (diverged, or a file could not be written; the last good checkpoint is kept);
+1 the run failed (diverged, a file could not be written, or trainer.eval_tasks could not run after a finished
+run; the last good checkpoint and, after training, summary.json are kept);
 128 + the signal's number when SIGTERM, SIGINT or SIGUSR1 stopped it (after saving a checkpoint to resume from).
 """
 from __future__ import annotations
@@ -102,8 +103,8 @@ def build_trainer(cfg, run_dir, module, loggers):
         num_nodes=t.num_nodes, strategy=build_strategy(t.strategy, module, precision), precision=precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar, logger=loggers,
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, num_sanity_val_steps=0,
+        deterministic=t.deterministic, detect_anomaly=t.detect_anomaly, enable_progress_bar=t.enable_progress_bar,
+        logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, num_sanity_val_steps=0,
         default_root_dir=str(run_dir.run_dir), enable_model_summary=False)
 
 
@@ -200,11 +201,12 @@ def fit(cfg, run_dir: Path, datamodule, module, ckpt_path, resume_step, leader: 
     metrics = evaluate(trainer, module, datamodule)
     metrics.update(status="finished", step=trainer.global_step, seconds=round(time.time() - started, 1),
                    run_dir=str(shared.run_dir), **sizes, global_zero=trainer.is_global_zero)
+    if trainer.is_global_zero:
+        write_summary(shared.run_dir, metrics)  # before the evaluation: a task that fails leaves the run finished
     if cfg.trainer.eval_tasks and trainer.is_global_zero:
         from evaluate import evaluate_after_training
 
         metrics.update(evaluate_after_training(shared.run_dir, list(cfg.trainer.eval_tasks), loggers))
-    if trainer.is_global_zero:
         write_summary(shared.run_dir, metrics)
     for logger in loggers:
         logger.finalize("success")
@@ -245,6 +247,7 @@ def summary_line(cfg, metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from evaluate import EvaluationError
     from lit_modules.atomic import WriteFailed
     from lit_modules.distributed import is_launch_rank_zero
     from lit_modules.run_dir import Diverged, Interrupted, RunError
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if say:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    except (Diverged, WriteFailed) as err:
+    except (Diverged, WriteFailed, EvaluationError) as err:
         if say:
             print(f"error: {err}", file=sys.stderr)
         return 1

@@ -143,3 +143,21 @@ def test_text_outside_a_character_vocabulary_is_a_one_line_error(text_run, tmp_p
     assert evaluate.main([str(text_run), "--tasks", str(tmp_path / "upper.yaml")]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the harness's progress bars
     assert last.startswith("error: the tokenizer cannot encode a text of this task") and "Missing" in last, last
+
+
+def test_eval_tasks_that_fail_after_training_keep_the_finished_run(tmp_path, capsys):
+    # a task file that does not exist: the harness fails after training, which finished and keeps its summary
+    from train import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 200)
+    code = main(["experiment=lm_char", f"data.path={corpus}", f"data.cache_dir={tmp_path / 'cache'}",
+                 "data.seq_len=16", "data.batch_size=4", "model.d_model=16", "model.repeat=1",
+                 "model.mixers.attention.num_heads=2", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                 "trainer.eval_tasks=[nosuch.yaml]", "trainer.enable_progress_bar=false", "logging.wandb=false",
+                 f"logging.out_dir={tmp_path / 'runs'}", "logging.name=r"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --tasks:") and "nosuch.yaml" in err, err
+    summary = json.loads((tmp_path / "runs" / "lm_char" / "r" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 2
