@@ -24,7 +24,7 @@ class ModelConfig:
     plugins: List[str] = field(default_factory=list)
     mlp_hidden: Optional[int] = None  # SwiGLU width; default 8/3 * d_model rounded up to a multiple of 64
     norm_eps: float = 1e-6
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the token embeddings and on each block's two residual branches (mixer, MLP)
     tie_embeddings: bool = True
     checkpointing: bool = False  # activation checkpointing per block
     init_std: float = 0.02

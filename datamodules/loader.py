@@ -22,11 +22,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lit_modules.distributed import IGNORE_INDEX, rank_and_world
 
 
-class EpochSampler(Sampler[int]):
-    """This rank's examples of an epoch, its share of each global batch one after the other (see above)."""
+class EpochSampler(Sampler):
+    """This rank's examples of an epoch, its share of each global batch one after the other (see above). With
+    ``keyed_by_epoch`` it yields ``(epoch, index)``, for a dataset whose items depend on the epoch."""
 
-    def __init__(self, length: int, batch_size: int, shuffle: bool, seed: int):
+    def __init__(self, length: int, batch_size: int, shuffle: bool, seed: int, keyed_by_epoch: bool = False):
         self.length, self.batch_size, self.shuffle, self.seed = length, batch_size, shuffle, seed
+        self.keyed_by_epoch = keyed_by_epoch
         self.epoch, self.skip = 0, 0
 
     def steps(self) -> int:
@@ -43,7 +45,8 @@ class EpochSampler(Sampler[int]):
         return order[:steps * world * self.batch_size].view(steps, world, self.batch_size)[:, rank].reshape(-1)
 
     def __iter__(self):
-        return iter(self._indices()[self.skip:].tolist())
+        indices = self._indices()[self.skip:].tolist()
+        return iter([(self.epoch, i) for i in indices] if self.keyed_by_epoch else indices)
 
     def __len__(self) -> int:
         return self.steps() * self.batch_size
@@ -51,7 +54,8 @@ class EpochSampler(Sampler[int]):
 
 class ResumableLoader(DataLoader):
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, **kwargs):
-        self.epoch_sampler = EpochSampler(len(dataset), batch_size, shuffle, seed)
+        self.epoch_sampler = EpochSampler(len(dataset), batch_size, shuffle, seed,
+                                          keyed_by_epoch=getattr(dataset, "keyed_by_epoch", False))
         # A private generator: creating the iterator must not draw from the global RNG (dropout's), or a resumed
         # run would see other random numbers than an uninterrupted one.
         kwargs.setdefault("generator", torch.Generator().manual_seed(seed))

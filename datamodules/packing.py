@@ -12,6 +12,11 @@ Split (fixed by ``split_seed``, not by the run's seed, so every run validates on
 documents that ``round(n_documents * val_fraction) >= 1``, that many documents, chosen at random, are the
 validation set; otherwise (a single file such as Tiny Shakespeare) the last ``val_fraction`` of the token
 stream is.
+
+Training windows move every epoch (``ShiftedWindows``): epoch e cuts the stream at ``offset_e + i*T`` with
+``offset_e`` in [0, T) drawn from the run's seed and e, so a small corpus is not cut at the same places every epoch
+(nanoGPT draws every window at a random offset; with fixed cuts, Tiny Shakespeare's 3,900 windows seen ~80 times
+are memorised). Validation windows stay fixed, so every run validates on the same batches.
 """
 from __future__ import annotations
 
@@ -73,8 +78,13 @@ class PackedWindows(Dataset):
             index = int(self.window_ids[index])
         if not 0 <= index < self.n_windows:
             raise IndexError(index)
+        return self.window_at(index * self.seq_len)
+
+    def window_at(self, p0: int) -> dict:
+        """The window of tokens [p0, p0 + T + 1) of the concatenated segments."""
         T, tokens, offsets = self.seq_len, self.cache.tokens, self.cache.doc_offsets
-        p0 = index * T
+        if not 0 <= p0 <= self.n_tokens - T - 1:
+            raise IndexError(p0)
         p1 = p0 + T + 1
         k = int(np.searchsorted(self.cum, p0, side="right")) - 1
         pieces, starts, p = [], [], p0
@@ -98,6 +108,35 @@ class PackedWindows(Dataset):
             item["labels"][torch.from_numpy(s - 1)] = IGNORE_INDEX  # EOS -> next document's first token
             item["doc_starts"] = s[s < T]
         return item
+
+
+class ShiftedWindows(Dataset):
+    """Training windows whose cuts move by a per-epoch offset (module docstring). Items are keyed by
+    ``(epoch, index)`` (``EpochSampler`` yields such keys for a dataset with ``keyed_by_epoch``), so the offset is a
+    function of the key alone: the same in every DataLoader worker, and the same again in a resumed run."""
+
+    keyed_by_epoch = True
+
+    def __init__(self, windows: PackedWindows, seed: int):
+        self.windows, self.seed = windows, seed
+        self.segments, self.seq_len, self.n_tokens = windows.segments, windows.seq_len, windows.n_tokens
+        T, n = windows.seq_len, windows.n_windows
+        # One window fewer than fit at offset 0, so that every offset in [0, T) leaves room for all of them.
+        self.n_windows = n - 1 if n >= 2 else n
+        self.max_offset = min(T - 1, windows.n_tokens - 1 - self.n_windows * T)
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def offset(self, epoch: int) -> int:
+        rng = np.random.default_rng([self.seed, epoch])
+        return int(rng.integers(0, self.max_offset + 1))
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        if not 0 <= index < self.n_windows:
+            raise IndexError(index)
+        return self.windows.window_at(self.offset(epoch) + index * self.windows.seq_len)
 
 
 def collate_windows(items: list[dict]) -> dict:

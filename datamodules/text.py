@@ -28,7 +28,7 @@ import torch
 from mixers.base import check_choices
 
 from .loader import ResumableLoader, evaluation_loader, fixed_batches
-from .packing import PackedWindows, collate_windows, split_segments
+from .packing import PackedWindows, ShiftedWindows, collate_windows, split_segments
 from .paths import REPO_ROOT
 from .registry import register_datamodule
 from .text_sources import resolve_source
@@ -228,6 +228,7 @@ class TextDataModule(L.LightningDataModule):
                 f"(data.val_fraction={cfg.val_fraction}, {how}) of {where}, and one window needs seq_len + 1 = "
                 f"{T + 1}. Lower data.seq_len to at most {fits}, raise data.val_fraction or "
                 f"use more text.")
+        train = ShiftedWindows(train, self.seed)  # cut at other places every epoch (datamodules/packing.py)
         if cfg.val_max_batches is not None and cfg.val_max_batches * cfg.batch_size < val.n_windows:
             keep = np.unique(np.linspace(0, val.n_windows - 1, cfg.val_max_batches * cfg.batch_size).round())
             val = PackedWindows(cache, val_seg, T, respect, window_ids=keep.astype(np.int64))

@@ -146,6 +146,7 @@ class MixerLMModel(MixerLMPreTrainedModel):
         super().__init__(config)
         import_plugins(config.plugins)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_dropout = nn.Dropout(config.dropout)  # the training model's (no weights)
         self.backbone = build_backbone(config.backbone_config())
         self.post_init()
 
@@ -157,7 +158,7 @@ class MixerLMModel(MixerLMPreTrainedModel):
         position_ids are not used."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
-        h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        h = self.embed_dropout(self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds)
         mask = None
         if attention_mask is not None:
             mask = attention_mask[:, -h.shape[1]:].bool()

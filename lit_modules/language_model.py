@@ -45,6 +45,7 @@ class LanguageModel(TaskModule):
         model_cfg = self.cfg.model
         self.embed = nn.Embedding(vocab_size, model_cfg.d_model)
         nn.init.normal_(self.embed.weight, std=model_cfg.init_std)
+        self.embed_dropout = nn.Dropout(model_cfg.dropout)  # as GPT-2 and nanoGPT drop the embeddings
         self.backbone = build_backbone(model_cfg)
         self.head = nn.Linear(model_cfg.d_model, vocab_size, bias=False)
         if model_cfg.tie_embeddings:
@@ -60,7 +61,7 @@ class LanguageModel(TaskModule):
 
     # ---- model -------------------------------------------------------------------------------------------
     def forward(self, input_ids, *, cu_seqlens=None, mask=None, states=None, use_cache=False):
-        h, states = self.backbone(self.embed(input_ids), mask=mask, cu_seqlens=cu_seqlens, states=states,
+        h, states = self.backbone(self.embed_dropout(self.embed(input_ids)), mask=mask, cu_seqlens=cu_seqlens, states=states,
                                   use_cache=use_cache)
         return self.head(h), states
 
@@ -77,7 +78,7 @@ class LanguageModel(TaskModule):
         input_ids, labels, cu_seqlens = batch["input_ids"], batch["labels"], batch.get("cu_seqlens")
         if cu_seqlens is not None:  # documents packed across the batch: one stream, state reset at boundaries
             input_ids = input_ids.reshape(1, -1)
-        h, _ = self.backbone(self.embed(input_ids), cu_seqlens=cu_seqlens)
+        h, _ = self.backbone(self.embed_dropout(self.embed(input_ids)), cu_seqlens=cu_seqlens)
         index = batch.get("label_index")
         if index is None:  # called outside a Trainer
             index = label_index(labels)

@@ -11,12 +11,16 @@ autotune configs are the GPU's.
 
     TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache tests --dtype bf16
     TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache bench
+    TRITON_CACHE_DIR=/root/tcache python -m tools.warm_triton_cache run experiment=lm_char mixer=prism
     bash scripts/gpu_run.sh pack .tc /root/tcache   # carry .tc's parts; `gpu_run.sh setup` there unpacks them
 
   tests  every case of tests/kernels/test_prism_triton_gpu.py with each autotuner's first config (run the GPU
          tests with `-p tools.noautotune` to match).
   bench  every autotune config of the kernels behind benchmarks/op_throughput.py's ops and the
          benchmarks/throughput.py layers of prism, gdn, gla and mamba2 (bf16 autocast, d_model 768).
+  run    every autotune config of the kernels in one training step (forward and backward, bf16 autocast) of the
+         run that these train.py overrides describe, on its own data (its widths and batch layout: what
+         `python train.py OVERRIDES...` compiles on the GPU).
 """
 from __future__ import annotations
 
@@ -96,9 +100,38 @@ def warm_bench(only: set[str] = frozenset()) -> None:
                                                              torch.bfloat16, args))
 
 
+def warm_run(overrides: list[str]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from dataclasses import fields
+
+    from configs import compose_config, config_to_dict
+    from mixers import get_mixer
+    from train import build_inputs
+
+    cfg = compose_config(overrides)
+    datamodule, module = build_inputs(cfg, config_to_dict(cfg))
+    # backend "auto" picks the Triton kernels only for CUDA tensors: ask for them (the GPU's choice) explicitly
+    chunked = [n for n in set(module.backbone.layer_names)
+               if "backend" in {f.name for f in fields(get_mixer(n).Config)}]
+    if chunked:
+        cfg = compose_config([*overrides, *(f"model.mixers.{n}.backend=triton" for n in chunked)])
+        datamodule, module = build_inputs(cfg, config_to_dict(cfg))
+    loader = datamodule.train_dataloader()
+    loader.pin_memory = False  # pretend_hopper makes torch see a GPU
+    batch = next(iter(loader))
+    t0 = time.perf_counter()
+    with compile_only(modules=("",)), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, targets, _ = module._logits_and_labels(batch)
+        F.cross_entropy(logits.float(), targets).backward()
+    print(f"{time.perf_counter() - t0:7.1f}s run {' '.join(overrides)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tests", "bench"])
+    ap.add_argument("what", choices=["tests", "bench", "run"])
+    ap.add_argument("overrides", nargs="*", help="run: train.py's overrides, e.g. experiment=lm_char mixer=prism")
     ap.add_argument("--dtype", choices=["bf16", "fp32"], help="tests: only this dtype's cases")
     ap.add_argument("--match", default="", help="tests: only test functions whose name contains this (to split "
                                                    "the warm-up over processes)")
@@ -110,7 +143,12 @@ def main() -> None:
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("warm_triton_cache: unset TRITON_INTERPRET (this compiles for the GPU)")
     pretend_hopper()
-    warm_tests(a.dtype, a.match) if a.what == "tests" else warm_bench(set(filter(None, a.only.split(","))))
+    if a.what == "tests":
+        warm_tests(a.dtype, a.match)
+    elif a.what == "bench":
+        warm_bench(set(filter(None, a.only.split(","))))
+    else:
+        warm_run(a.overrides)
 
 
 if __name__ == "__main__":

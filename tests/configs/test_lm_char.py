@@ -20,6 +20,7 @@ def test_the_recipe_is_nanogpts():
                             min_lr_ratio=o.min_lr_ratio) == pytest.approx(1e-4)  # min_lr at lr_decay_iters
     assert (t.val_check_interval, t.limit_val_batches) == (250, 200)  # eval_interval, eval_iters
     module = LanguageModel(config_to_dict(cfg), vocab_size=66)
+    assert module.embed_dropout.p == 0.2  # nanoGPT drops the embeddings too (transformer.drop)
     assert round(sum(p.numel() for p in module.parameters()) / 1e6, 2) == 10.65  # nanoGPT: "10.65M"
 
 

@@ -82,13 +82,16 @@ def test_windows_and_labels(shakespeare):
     n = len(text) + 1  # EOS after the document
     cut = int(n * 0.9)
     assert ds.n_tokens == cut and dm.val_dataset.n_tokens == n - cut
-    assert len(ds) == (cut - 1) // T
-    for i in (0, 1, 777, len(ds) - 1):
-        item = ds[i]
-        assert item["input_ids"].dtype == torch.long and item["input_ids"].shape == (T,)
-        assert tok.decode(item["input_ids"].tolist()) == text[i * T:(i + 1) * T]
-        assert torch.equal(item["labels"][:-1], item["input_ids"][1:])  # labels are the next inputs
-        assert tok.decode(item["labels"].tolist()) == text[i * T + 1:(i + 1) * T + 1]
+    assert len(ds) == (cut - 1) // T - 1  # one fewer than fit, so that every offset in [0, T) leaves room
+    for epoch in (0, 1, 5):
+        o = ds.offset(epoch)
+        assert 0 <= o < T
+        for i in (0, 1, 777, len(ds) - 1):
+            item = ds[epoch, i]
+            assert item["input_ids"].dtype == torch.long and item["input_ids"].shape == (T,)
+            assert tok.decode(item["input_ids"].tolist()) == text[o + i * T:o + (i + 1) * T]
+            assert torch.equal(item["labels"][:-1], item["input_ids"][1:])  # labels are the next inputs
+            assert tok.decode(item["labels"].tolist()) == text[o + i * T + 1:o + (i + 1) * T + 1]
     val0 = dm.val_dataset[0]
     assert tok.decode(val0["input_ids"].tolist()) == text[cut:cut + T]
     batch = next(iter(dm.train_dataloader()))
@@ -123,7 +126,7 @@ def test_cache_reused_without_retokenising(shakespeare):
     assert time.perf_counter() - t0 < max(shakespeare["first_seconds"], 0.5)
     assert dm.cache.path == shakespeare["dm"].cache.path
     assert len(cache_entries(shakespeare["cache"])) == 1
-    assert torch.equal(dm.train_dataset[5]["input_ids"], shakespeare["dm"].train_dataset[5]["input_ids"])
+    assert torch.equal(dm.train_dataset[0, 5]["input_ids"], shakespeare["dm"].train_dataset[0, 5]["input_ids"])
     # A changed file (size/mtime) is a different source: a new entry.
     assert isinstance(dm.cache.tokens, np.memmap)
 
@@ -146,6 +149,41 @@ def test_resumable_loader_order(shakespeare):
         assert torch.equal(a, b)
     other_seed = next(iter(TextDataModule(cfg, seed=8).train_dataloader()))["input_ids"]
     assert not torch.equal(other_seed, full[0])
+
+
+def test_training_windows_move_every_epoch_and_resume_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "t.txt").write_text("".join(rng.choice(list("abcdefgh \n"), size=2000)))
+    T, B = 16, 4
+
+    def make(**kw):
+        return make_dm(tmp_path, seed=3, path=str(tmp_path / "t.txt"), seq_len=T, batch_size=B, **kw)
+
+    dm = make()
+    ds, tokens = dm.train_dataset, dm.cache.tokens
+    loader = dm.train_dataloader()
+    epochs = [[b["input_ids"] for b in loader] for _ in range(4)]
+    offsets = [ds.offset(e) for e in range(4)]
+    assert len(set(offsets)) > 1 and all(0 <= o < T for o in offsets)
+    for o, batches in zip(offsets, epochs):  # this epoch's windows: the stream cut at o + i*T, each at most once
+        windows = {tuple(tokens[o + i * T:o + (i + 1) * T].tolist()) for i in range(len(ds))}
+        rows = [tuple(r) for r in torch.cat(batches).tolist()]
+        assert len(rows) == len(ds) // B * B and len(set(rows)) == len(rows) and set(rows) <= windows
+    # A run resumed in epoch 2, and a loader with a worker process, see the same batches.
+    loader = make().train_dataloader()
+    for _ in range(2):
+        for _ in loader:
+            loader.consumed += 1  # what the ConsumedBatches callback does after each step
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+        loader.consumed += 1
+    resumed = make().train_dataloader()
+    resumed.load_state_dict(loader.state_dict())
+    rest = [b["input_ids"] for b in resumed]
+    assert len(rest) == len(epochs[2]) - 3 and all(torch.equal(x, y) for x, y in zip(epochs[2][3:], rest))
+    with_worker = [b["input_ids"] for b in make(num_workers=1).train_dataloader()]
+    assert all(torch.equal(x, y) for x, y in zip(epochs[0], with_worker))
 
 
 def test_val_max_batches_and_workers(shakespeare):
@@ -212,7 +250,7 @@ def test_boundary_masking_jsonl(tmp_path):
     assert torch.equal(batch["labels"][:, :-1], batch["input_ids"][:, 1:])
     # window 0 of the stream ends exactly at the first document: its last label is masked
     first = dm.train_dataset
-    w0 = first[0] if first.segments[0, 0] == 0 else None
+    w0 = first.windows[0] if first.segments[0, 0] == 0 else None  # unshifted window 0
     if w0 is not None:
         assert w0["labels"][-1] == IGNORE_INDEX and len(w0["doc_starts"]) == 0
 
