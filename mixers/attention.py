@@ -24,6 +24,7 @@ class AttentionConfig(MixerConfig):
     window: Optional[int] = None  # sliding window: a token sees itself and the window-1 tokens before it
     rope_theta: float = 10000.0
     conv_size: int = 0  # > 0: causal depthwise conv (this kernel) + SiLU before the q/k/v projections
+    dropout: float = 0.0  # on the attention weights while training (nanoGPT's attn_dropout)
     init_std: float = 0.02
 
 
@@ -57,6 +58,8 @@ class Attention(Mixer):
             raise ValueError(f"attention: head_dim must be even for RoPE, got {self.head_dim}")
         if config.conv_size < 0:
             raise ValueError(f"attention: conv_size must be >= 0 (0 = no conv), got {config.conv_size}")
+        if not 0.0 <= config.dropout < 1.0:
+            raise ValueError(f"model.mixers.attention.dropout={config.dropout} must be in [0, 1)")
         self.conv = ShortConv(d_model, config.conv_size, "silu") if config.conv_size > 0 else None
         kv = self.num_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_model, self.num_heads * self.head_dim + 2 * kv, bias=False)
@@ -82,12 +85,7 @@ class Attention(Mixer):
                 raise ValueError(f"cu_seqlens requires batch size 1 (packed sequences), got batch {B}")
             _, pos = segment_positions(cu_seqlens, T)
             q, k = rope(q, pos[None], self.config.rope_theta), rope(k, pos[None], self.config.rope_theta)
-            # one causal attention per document: memory grows with the longest document, not the whole pack
-            bounds = cu_seqlens.tolist()
-            pieces = [self._attend(q[:, a:b], k[:, a:b], v[:, a:b], self._window_mask(b - a, x.device))
-                      for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-            y = torch.cat(pieces, dim=1) if pieces else q.new_zeros(B, 0, H, d)
-            return self.o_proj(y.reshape(B, T, H * d)), None
+            return self.o_proj(self._attend_documents(q, k, v, cu_seqlens).reshape(B, T, H * d)), None
 
         cache = state.recurrent if state is not None else None  # KV cache: k, v, pos, real, next_pos
         start = cache["next_pos"] if cache is not None else torch.zeros(B, dtype=torch.long, device=x.device)
@@ -117,6 +115,22 @@ class Attention(Mixer):
                                           "real": real_k[:, -keep:], "next_pos": start + real.long().sum(1)})
         return y, new_state
 
+    def _attend_documents(self, q, k, v, cu_seqlens):
+        """Causal attention within each document of a pack [1, T]: documents of one length form one batch (a
+        pack of fixed-size windows is one call), so memory grows with the longest document, not the whole pack."""
+        bounds = cu_seqlens.tolist()
+        if bounds[0] != 0 or bounds[-1] != q.shape[1]:
+            raise ValueError(f"cu_seqlens must run from 0 to the packed length {q.shape[1]}, got {bounds}")
+        by_length: dict[int, list[int]] = {}
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b > a:
+                by_length.setdefault(b - a, []).append(a)
+        y = torch.empty_like(q)
+        for length, starts in by_length.items():
+            rows = torch.tensor(starts, device=q.device)[:, None] + torch.arange(length, device=q.device)
+            y[0, rows] = self._attend(q[0, rows], k[0, rows], v[0, rows], self._window_mask(length, q.device))
+        return y
+
     def _window_mask(self, length: int, device) -> torch.Tensor | None:
         if self.config.window is None:
             return None  # plain causal
@@ -132,10 +146,11 @@ class Attention(Mixer):
     def _attend(self, q, k, v, allowed):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, d]
         gqa = self.num_kv_heads != self.num_heads
+        p = self.config.dropout if self.training else 0.0
         if allowed is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, enable_gqa=gqa)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=gqa)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p, enable_gqa=gqa)
         return y.transpose(1, 2)
 
     def state_size(self, seq_len: int | None = None) -> int:

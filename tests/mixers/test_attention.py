@@ -51,12 +51,37 @@ def test_left_padding_with_mask_equals_unpadded(kw):
 @pytest.mark.parametrize("kw", CASES)
 def test_packed_sequences_equal_separate(kw):
     attn = make(**kw)
-    lens = [3, 8, 1, 6]
+    lens = [3, 8, 1, 6, 8, 0, 3]  # documents of one length are attended as one batch; an empty one is skipped
     xs = [torch.randn(1, n, 32, dtype=torch.float64) for n in lens]
-    cu = torch.tensor([0, 3, 11, 12, 18], dtype=torch.int32)
-    y, _ = attn(torch.cat(xs, 1), cu_seqlens=cu)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    packed = torch.cat(xs, 1).requires_grad_()
+    y, _ = attn(packed, cu_seqlens=cu)
+    w = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * w).sum(), packed)
     for i, x in enumerate(xs):
-        torch.testing.assert_close(y[:, cu[i]:cu[i + 1]], attn(x)[0])
+        x = x.clone().requires_grad_()
+        alone = attn(x)[0]
+        torch.testing.assert_close(y[:, cu[i]:cu[i + 1]], alone)
+        (g,) = torch.autograd.grad((alone * w[:, cu[i]:cu[i + 1]]).sum(), x)
+        torch.testing.assert_close(grad[:, cu[i]:cu[i + 1]], g)
+
+
+def test_dropout_on_the_attention_weights_only_while_training():
+    attn = make(num_heads=4, dropout=0.5)
+    x = torch.randn(2, 12, 32, dtype=torch.float64)
+    plain = make(num_heads=4)
+    plain.load_state_dict(attn.state_dict())
+    torch.testing.assert_close(attn.eval()(x)[0], plain(x)[0])  # evaluation: no dropout
+    attn.train()
+    torch.manual_seed(0)
+    a = attn(x)[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(attn(x)[0], a)  # the global RNG decides (restored with checkpoints)
+    assert not torch.allclose(a, plain(x)[0])
+    cu = torch.tensor([0, 12, 24], dtype=torch.int32)
+    assert not torch.allclose(attn(x.reshape(1, 24, 32), cu_seqlens=cu)[0].reshape(2, 12, 32), plain(x)[0])
+    with pytest.raises(ValueError, match="attention.dropout=1.0"):
+        make(num_heads=4, dropout=1.0)
 
 
 def test_state_size_and_flops():
