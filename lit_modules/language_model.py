@@ -61,8 +61,8 @@ class LanguageModel(TaskModule):
 
     # ---- model -------------------------------------------------------------------------------------------
     def forward(self, input_ids, *, cu_seqlens=None, mask=None, states=None, use_cache=False):
-        h, states = self.backbone(self.embed_dropout(self.embed(input_ids)), mask=mask, cu_seqlens=cu_seqlens, states=states,
-                                  use_cache=use_cache)
+        h, states = self.backbone(self.embed_dropout(self.embed(input_ids)), mask=mask, cu_seqlens=cu_seqlens,
+                                  states=states, use_cache=use_cache)
         return self.head(h), states
 
     def on_before_batch_transfer(self, batch, dataloader_idx):

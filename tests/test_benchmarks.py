@@ -189,7 +189,7 @@ def test_authors_benchmark_core_trains_a_model_from_a_factory():
     assert row["finite"] and row["tokens_per_s"] > 0 and row["params_m"] > 0, row
 
 
-def authors_checkout(tmp_path) -> Path:
+def authors_checkout(tmp_path, folder: str = "llm") -> Path:
     import io
     import os
     import tarfile
@@ -198,7 +198,7 @@ def authors_checkout(tmp_path) -> Path:
         return Path(os.environ["PRISM_AUTHORS_REPO"])
     if not AUTHORS_MIRROR.is_dir():
         pytest.skip(f"no snapshot of the PRISM authors' repository at {AUTHORS_MIRROR} (or set PRISM_AUTHORS_REPO)")
-    archive = subprocess.run(["git", "-C", str(AUTHORS_MIRROR), "archive", "--format=tar", "HEAD", "llm"],
+    archive = subprocess.run(["git", "-C", str(AUTHORS_MIRROR), "archive", "--format=tar", "HEAD", folder],
                              capture_output=True, timeout=120, check=True).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp_path, filter="data")
     return tmp_path
@@ -220,3 +220,24 @@ def test_authors_prism_names_a_wrong_path(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         load_authors_models(tmp_path)
     assert str(err.value).startswith(f"--repo {tmp_path}: neither") and "gpr-prism/prism" in str(err.value)
+
+
+def test_authors_probes_runs_their_script_task_by_task(tmp_path):
+    repo = authors_checkout(tmp_path / "authors", "rec/test_syntheticdata.py")
+    out = run("benchmarks/authors_probes.py", "--repo", str(repo), "--tasks", "parity_check", "mux_logic",
+              "--seeds", "0", "1", "--steps", "3", "--test-size", "64", "--threads", "1", "--out", str(tmp_path / "o"))
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
+    assert [(r["task"], r["seed"]) for r in rows] == [("parity_check", 0), ("parity_check", 1), ("mux_logic", 0),
+                                                      ("mux_logic", 1)]
+    assert all(0 <= r["acc"] <= 1 and r["ppl"] > 1 and r["steps"] == 3 for r in rows), rows
+    assert "| parity_check |" in out and "(2)" in out  # two seeds per cell
+    again = run("benchmarks/authors_probes.py", "--repo", str(repo), "--tasks", "parity_check", "--steps", "3",
+                "--test-size", "64", "--threads", "1")
+    assert f"{rows[0]['acc']:.4f}" in again  # a seed fixes data and initialisation
+
+
+def test_authors_probes_names_a_wrong_path(tmp_path):
+    proc = subprocess.run([sys.executable, "benchmarks/authors_probes.py", "--repo", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: --repo {tmp_path}: neither")
+    assert len(proc.stderr.strip().splitlines()) == 1

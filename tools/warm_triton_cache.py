@@ -101,23 +101,22 @@ def warm_bench(only: set[str] = frozenset()) -> None:
 
 
 def warm_run(overrides: list[str]) -> None:
+    from dataclasses import fields
+
     import torch
     import torch.nn.functional as F
 
-    from dataclasses import fields
-
     from configs import compose_config, config_to_dict
+    from lit_modules.backbone import expand_layers
     from mixers import get_mixer
     from train import build_inputs
 
-    cfg = compose_config(overrides)
-    datamodule, module = build_inputs(cfg, config_to_dict(cfg))
+    layers = set(expand_layers(compose_config(overrides).model))
     # backend "auto" picks the Triton kernels only for CUDA tensors: ask for them (the GPU's choice) explicitly
-    chunked = [n for n in set(module.backbone.layer_names)
-               if "backend" in {f.name for f in fields(get_mixer(n).Config)}]
-    if chunked:
-        cfg = compose_config([*overrides, *(f"model.mixers.{n}.backend=triton" for n in chunked)])
-        datamodule, module = build_inputs(cfg, config_to_dict(cfg))
+    triton = [f"model.mixers.{n}.backend=triton" for n in sorted(layers)
+              if "backend" in {f.name for f in fields(get_mixer(n).Config)}]
+    cfg = compose_config([*overrides, *triton])
+    datamodule, module = build_inputs(cfg, config_to_dict(cfg))
     loader = datamodule.train_dataloader()
     loader.pin_memory = False  # pretend_hopper makes torch see a GPU
     batch = next(iter(loader))
