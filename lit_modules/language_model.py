@@ -60,9 +60,12 @@ class LanguageModel(TaskModule):
         return cls(cfg, vocab_size=datamodule.vocab_size)
 
     # ---- model -------------------------------------------------------------------------------------------
+    def _embed(self, input_ids):
+        return self.embed_dropout(self.embed(input_ids))
+
     def forward(self, input_ids, *, cu_seqlens=None, mask=None, states=None, use_cache=False):
-        h, states = self.backbone(self.embed_dropout(self.embed(input_ids)), mask=mask, cu_seqlens=cu_seqlens,
-                                  states=states, use_cache=use_cache)
+        h, states = self.backbone(self._embed(input_ids), mask=mask, cu_seqlens=cu_seqlens, states=states,
+                                  use_cache=use_cache)
         return self.head(h), states
 
     def on_before_batch_transfer(self, batch, dataloader_idx):
@@ -78,7 +81,7 @@ class LanguageModel(TaskModule):
         input_ids, labels, cu_seqlens = batch["input_ids"], batch["labels"], batch.get("cu_seqlens")
         if cu_seqlens is not None:  # documents packed across the batch: one stream, state reset at boundaries
             input_ids = input_ids.reshape(1, -1)
-        h, _ = self.backbone(self.embed_dropout(self.embed(input_ids)), cu_seqlens=cu_seqlens)
+        h, _ = self.backbone(self._embed(input_ids), cu_seqlens=cu_seqlens)
         index = batch.get("label_index")
         if index is None:  # called outside a Trainer
             index = label_index(labels)
