@@ -59,3 +59,24 @@ def test_validation_counts_equal_the_dense_ones():
         rows = batch["slice"] == k
         assert sums[f"count@{k}"] == valid[rows].sum()
         assert sums[f"correct@{k}"] == correct[rows].sum()
+
+
+def test_embedding_dropout_acts_in_training_steps_only():
+    cfg = compose_config(["mixer=gdn", "model.d_model=32", "model.mixers.gdn.num_heads=2", "model.dropout=0.5"])
+    torch.manual_seed(0)
+    model = LanguageModel(config_to_dict(cfg), vocab_size=VOCAB)
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    batch = model.on_before_batch_transfer(sparse_batch(), 0)
+    embedded = model.embed(batch["input_ids"]).detach()
+
+    model.train()
+    model.training_step(batch, 0)
+    dropped = seen[-1] == 0
+    assert 0.4 < dropped.float().mean() < 0.6  # p = 0.5 of the embedding entries, through the training path
+    torch.testing.assert_close(seen[-1][~dropped], 2 * embedded[~dropped])  # the rest scaled by 1 / (1 - p)
+
+    model.eval()
+    model.on_validation_epoch_start()
+    model.validation_step(batch, 0)
+    torch.testing.assert_close(seen[-1], embedded)  # evaluation sees the embeddings unchanged

@@ -48,10 +48,11 @@ def test_left_padding_with_mask_equals_unpadded(kw):
     torch.testing.assert_close(y[:, 4:], attn(x)[0])
 
 
+@pytest.mark.parametrize("lens", [[3, 8, 1, 6, 8, 0, 3], [7, 7, 0, 7]])  # a pack of equal windows is one view
 @pytest.mark.parametrize("kw", CASES)
-def test_packed_sequences_equal_separate(kw):
+def test_packed_sequences_equal_separate(kw, lens):
     attn = make(**kw)
-    lens = [3, 8, 1, 6, 8, 0, 3]  # documents of one length are attended as one batch; an empty one is skipped
+    # documents of one length are attended as one batch; an empty one is skipped
     xs = [torch.randn(1, n, 32, dtype=torch.float64) for n in lens]
     cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
     packed = torch.cat(xs, 1).requires_grad_()
