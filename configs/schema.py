@@ -28,6 +28,9 @@ class ModelConfig:
     tie_embeddings: bool = True
     checkpointing: bool = False  # activation checkpointing per block
     init_std: float = 0.02
+    # normal: every projection and embedding N(0, init_std) (mixers: their own init_std). torch: PyTorch's own
+    # defaults, as nn.Linear and nn.Embedding initialise themselves (the PRISM authors' probing models).
+    init: Literal["normal", "torch"] = "normal"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from torch import nn
 from .backbone import build_backbone
 from .base import TaskModule
 from .distributed import IGNORE_INDEX, mean_over_targets, sums_over_ranks
+from .init import torch_default_init
 
 # Lightning warns whenever a LightningModule overrides a batch-transfer hook while a LightningDataModule is in use;
 # LanguageModel's hook is meant for every datamodule.
@@ -52,6 +53,8 @@ class LanguageModel(TaskModule):
             self.head.weight = self.embed.weight
         else:
             nn.init.normal_(self.head.weight, std=model_cfg.init_std)
+        if model_cfg.init == "torch":
+            torch_default_init(self)
         self._val_sums: dict[str, torch.Tensor] = {}
         self._window: dict = {}
 

@@ -29,6 +29,7 @@ from torch import nn
 from .backbone import build_backbone
 from .base import TaskModule
 from .distributed import mean_over_targets, sum_over_ranks
+from .init import torch_default_init
 from .rank_metrics import MetricSums, pessimistic_rank, rank_metrics, sampled_rank
 
 Loss = Literal["ce", "sampled_softmax", "bce"]
@@ -71,6 +72,8 @@ class SequentialRecommender(TaskModule):
         if not model_cfg.tie_embeddings:
             self.out_emb = nn.Embedding(self.num_items + 1, d)
             nn.init.normal_(self.out_emb.weight, std=model_cfg.init_std)
+        if model_cfg.init == "torch":
+            torch_default_init(self)
         self._sums: MetricSums | None = None
 
     @classmethod

@@ -24,6 +24,7 @@ class AttentionConfig(MixerConfig):
     window: Optional[int] = None  # sliding window: a token sees itself and the window-1 tokens before it
     rope_theta: float = 10000.0
     conv_size: int = 0  # > 0: causal depthwise conv (this kernel) + SiLU before the q/k/v projections
+    conv_bias: bool = False  # a bias in that conv (nn.Conv1d's default; the PRISM authors' Transformer)
     dropout: float = 0.0  # on the attention weights while training (nanoGPT's attn_dropout)
     init_std: float = 0.02
 
@@ -60,7 +61,8 @@ class Attention(Mixer):
             raise ValueError(f"attention: conv_size must be >= 0 (0 = no conv), got {config.conv_size}")
         if not 0.0 <= config.dropout < 1.0:
             raise ValueError(f"model.mixers.attention.dropout={config.dropout} must be in [0, 1)")
-        self.conv = ShortConv(d_model, config.conv_size, "silu") if config.conv_size > 0 else None
+        self.conv = (ShortConv(d_model, config.conv_size, "silu", bias=config.conv_bias) if config.conv_size > 0
+                     else None)
         kv = self.num_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_model, self.num_heads * self.head_dim + 2 * kv, bias=False)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, d_model, bias=False)

@@ -19,6 +19,7 @@ class ChunkedMixerConfig(MixerConfig):
     """What every mixer on a chunked linear-recurrence op shares (gdn, gla, mamba2, linear_attention, prism)."""
     chunk_size: int = 64  # the torch path's chunk length (the result does not depend on it)
     init_std: float = 0.02  # normal init of every projection weight (as fla and the attention mixer)
+    conv_bias: bool = False  # a bias in the short convolution (nn.Conv1d's default; the PRISM authors' models)
     backend: Literal[BACKENDS] = "auto"  # naive | torch | triton | auto (docs/mixers.md)
 
 
@@ -35,13 +36,16 @@ class ShortConv(nn.Module):
     The decoding state is the last K-1 inputs, shape [N, D, K-1]. Padding (mask False) inputs count as zero.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 4, activation: str | None = "silu"):
+    def __init__(self, dim: int, kernel_size: int = 4, activation: str | None = "silu", bias: bool = False):
         super().__init__()
         if kernel_size < 1:
             raise ValueError(f"conv kernel size must be >= 1, got {kernel_size}")
         self.dim, self.kernel_size, self.activation = dim, kernel_size, activation
         self.weight = nn.Parameter(torch.empty(dim, kernel_size))
-        nn.init.kaiming_uniform_(self.weight.unsqueeze(1), a=5 ** 0.5)
+        nn.init.kaiming_uniform_(self.weight.unsqueeze(1), a=5 ** 0.5)  # as nn.Conv1d initialises itself
+        # a per-channel offset before the activation, U(+-1/sqrt(kernel_size)) as nn.Conv1d's bias (the PRISM
+        # authors' convolutions have one)
+        self.bias = nn.Parameter(torch.empty(dim).uniform_(-kernel_size ** -0.5, kernel_size ** -0.5)) if bias else None
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
                 state: torch.Tensor | None = None, use_cache: bool = False, fused: bool | None = None):
@@ -56,6 +60,8 @@ class ShortConv(nn.Module):
             y, tail = self._dense(x, state)
         else:
             y, tail = self._packed(x, cu_seqlens, state)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
         if self.activation == "silu":
             y = F.silu(y)
         return y, (tail if use_cache else None)
@@ -64,7 +70,7 @@ class ShortConv(nn.Module):
         from kernels.causal_conv import causal_conv1d
         if torch.is_autocast_enabled(x.device.type):  # autocast skips custom ops; conv1d would cast
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        return causal_conv1d(x, self.weight, self.activation, cu_seqlens)
+        return causal_conv1d(x, self.weight, self.activation, cu_seqlens, self.bias)
 
     def _dense(self, x, state):
         B, T, D = x.shape

@@ -66,7 +66,8 @@ class GatedDeltaNet(MatrixStateMixer):
         self.a_proj = nn.Linear(d_model, H, bias=False)
         self.b_proj = nn.Linear(d_model, H, bias=False)
         # one depthwise convolution over [q, k, v] = fla's three (each channel has its own filter)
-        self.conv = ShortConv(2 * self.key_dim + self.value_dim, config.conv_size) if config.use_short_conv else None
+        self.conv = (ShortConv(2 * self.key_dim + self.value_dim, config.conv_size, bias=config.conv_bias)
+                     if config.use_short_conv else None)
         A = torch.empty(H).uniform_(config.A_init_min, config.A_init_max)
         self.A_log = nn.Parameter(torch.log(A))
         self.dt_bias = nn.Parameter(init_dt_bias(H, config.dt_min, config.dt_max, config.dt_init_floor))

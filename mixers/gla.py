@@ -49,7 +49,8 @@ class GatedLinearAttention(MatrixStateMixer):
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.conv = ShortConv(2 * self.key_dim + self.value_dim, config.conv_size) if config.use_short_conv else None
+        self.conv = (ShortConv(2 * self.key_dim + self.value_dim, config.conv_size, bias=config.conv_bias)
+                     if config.use_short_conv else None)
         self.gk_proj = nn.Sequential(nn.Linear(d_model, config.gate_low_rank_dim, bias=False),
                                      nn.Linear(config.gate_low_rank_dim, self.key_dim, bias=True))
         self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if config.use_output_gate else None

@@ -56,7 +56,7 @@ class LinearAttention(Mixer):
         self.num_heads = c.num_heads
         self.head_dim = c.head_dim or d_model // c.num_heads
         inner = self.num_heads * self.head_dim
-        self.conv = ShortConv(d_model, c.conv_size, "silu") if c.conv_size > 0 else None
+        self.conv = ShortConv(d_model, c.conv_size, "silu", bias=c.conv_bias) if c.conv_size > 0 else None
         self.qkv = nn.Linear(d_model, 3 * inner, bias=False)
         self.o_proj = nn.Linear(inner, d_model, bias=False)
         self.a_proj = None

@@ -75,7 +75,7 @@ class PRISM(Mixer):
         self.num_heads, self.head_dim, self.steps = H, d, L
         HD = H * d
 
-        self.conv = ShortConv(d_model, c.conv_size, "silu") if c.anchor == "conv" else None
+        self.conv = ShortConv(d_model, c.conv_size, "silu", bias=c.conv_bias) if c.anchor == "conv" else None
         # Every full-rank projection of U is one matmul (in_proj), split afterwards: one GEMM and one autograd node
         # instead of six, which at training sizes is host time, not GPU time (docs/benchmarks.md). Output order:
         # q and keys (adjacent: one normalisation kernel reads both), v, [r: r[1] = v - U_h needs U in value width

@@ -96,8 +96,12 @@ def opcheck_cases(out, gen):
                                                           False, True)),
            "solver_closed_form": (torch.ops.prism_triton.solver_fwd, (v, None, p, 1, 8, True, True)),
            "causal_conv1d": (torch.ops.prism_fla.causal_conv1d_fwd, (torch.randn(2, 9, 6, requires_grad=True),
-                                                                     torch.randn(6, 4, requires_grad=True), "silu",
-                                                                     None))}
+                                                                     torch.randn(6, 4, requires_grad=True), None,
+                                                                     "silu", None)),
+           "causal_conv1d_bias": (torch.ops.prism_fla.causal_conv1d_fwd, (torch.randn(2, 9, 6, requires_grad=True),
+                                                                          torch.randn(6, 4, requires_grad=True),
+                                                                          torch.randn(6, requires_grad=True),
+                                                                          "silu", None))}
     for name, (op, args) in ops.items():
         torch.library.opcheck(op, args)
         out[f"opcheck_{name}"] = [0.0]
