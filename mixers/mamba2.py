@@ -56,7 +56,7 @@ class Mamba2(Mixer):
             raise ValueError(f"mamba2: num_heads {self.num_heads} must be a multiple of n_groups {G}")
         self.conv_dim = self.d_inner + 2 * G * N
         self.in_proj = nn.Linear(d_model, self.d_inner + self.conv_dim + self.num_heads, bias=False)
-        self.conv = ShortConv(self.conv_dim, config.conv_size, activation=None, bias=config.conv_bias)
+        self.conv = ShortConv(self.conv_dim, config.conv_size, activation=None)  # its bias: conv_bias below
         self.conv_bias = nn.Parameter(torch.zeros(self.conv_dim)) if config.conv_bias else None
         self.dt_bias = nn.Parameter(init_dt_bias(self.num_heads, config.dt_min, config.dt_max, config.dt_init_floor))
         A = torch.empty(self.num_heads).uniform_(config.A_init_min, config.A_init_max)

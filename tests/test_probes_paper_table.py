@@ -41,12 +41,13 @@ def test_table_command_runs_the_protocol_and_resumes(tmp_path):
         assert cfg["data"]["vocab_size"] == 32 and cfg["data"]["batch_size"] == 32 and cfg["model"]["repeat"] == 2
         assert (cfg["optim"]["name"], cfg["optim"]["lr"], cfg["optim"]["weight_decay"]) == ("adamw", 1e-3, 1e-4)
         assert cfg["trainer"]["gradient_clip_val"] == 5.0 and cfg["optim"]["warmup_steps"] == 0
+        assert cfg["model"]["init"] == "torch"  # the authors' models keep PyTorch's default init
         if "attention.lr" in name:
             attention = cfg["model"]["mixers"]["attention"]
-            assert (attention["num_heads"], attention["conv_size"]) == (1, 3)
+            assert (attention["num_heads"], attention["conv_size"], attention["conv_bias"]) == (1, 3, True)
         else:
             la = cfg["model"]["mixers"]["linear_attention"]
-            assert (la["num_heads"], la["conv_size"], la["decay"]) == (1, 5, "none")
+            assert (la["num_heads"], la["conv_size"], la["decay"], la["conv_bias"]) == (1, 5, "none", True)
 
     # a lost machine: a run stopped after its step-2 checkpoint (no summary.json) goes on from there when the same
     # command runs again (for 4 steps now); the finished runs are kept

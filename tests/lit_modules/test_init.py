@@ -18,7 +18,7 @@ def build(*overrides):
 
 @pytest.mark.parametrize("mixer", ["attention", "prism", "mamba2"])
 def test_torch_init_gives_pytorchs_scales_and_keeps_the_mixers_own_parameters(mixer):
-    normal, torch_init = build(f"mixer={mixer}"), build(f"mixer={mixer}", "model.init=torch")
+    normal, torch_init = build(f"mixer={mixer}", "model.init=normal"), build(f"mixer={mixer}", "model.init=torch")
     linears = {name for name, m in torch_init.named_modules() if isinstance(m, nn.Linear)}
     for name, m in torch_init.named_modules():
         if isinstance(m, nn.Linear) and m.weight.numel() >= 2048:  # enough entries for a std
