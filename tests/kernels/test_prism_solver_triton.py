@@ -14,7 +14,7 @@ def interpreted(interpret):
 
 
 def test_fused_solver_and_qk_norm_match_torch(interpreted):
-    assert len(interpreted) == 18
+    assert len(interpreted) == 19
     for case, errs in interpreted.items():
         assert max(errs) < 1e-5, (case, errs)
 
