@@ -19,9 +19,20 @@ def test_the_recipe_is_nanogpts():
     assert o.lr * lr_factor(5000, warmup_steps=100, max_steps=5000, schedule=o.schedule,
                             min_lr_ratio=o.min_lr_ratio) == pytest.approx(1e-4)  # min_lr at lr_decay_iters
     assert (t.val_check_interval, t.limit_val_batches) == (250, 200)  # eval_interval, eval_iters
+    assert cfg.model.mixers.attention.dropout == 0.2  # attn_dropout
+    assert t.early_stopping_patience == 3
     module = LanguageModel(config_to_dict(cfg), vocab_size=66)
     assert module.embed_dropout.p == 0.2  # nanoGPT drops the embeddings too (transformer.drop)
     assert round(sum(p.numel() for p in module.parameters()) / 1e6, 2) == 10.65  # nanoGPT: "10.65M"
+
+
+def test_a_mixer_group_keeps_the_attention_dropout():
+    """mixer=attention resets the heads (its group file) but not the recipe's attention dropout, and a hybrid's
+    attention layers get it too."""
+    assert compose_config(["experiment=lm_char", "mixer=attention"]).model.mixers.attention.dropout == 0.2
+    hybrid = compose_config(["experiment=lm_char", "mixer=prism", "model.insert_every=3"])
+    assert expand_layers(hybrid.model) == ["prism", "prism", "attention"] * 2
+    assert hybrid.model.mixers.attention.dropout == 0.2
 
 
 def test_the_split_is_nanogpts(data_file, tmp_path):
