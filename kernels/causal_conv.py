@@ -43,14 +43,13 @@ def _(x, weight, bias, dy, activation, cu_seqlens):
 
 def _setup_context(ctx, inputs, output):
     x, weight, bias, ctx.activation, cu_seqlens = inputs
-    ctx.has_bias = bias is not None
     ctx.save_for_backward(x, weight, bias, cu_seqlens)
 
 
 def _backward(ctx, dy):
     x, weight, bias, cu_seqlens = ctx.saved_tensors
     dx, dw, db = _conv_bwd(x, weight, bias, dy, ctx.activation, cu_seqlens)
-    return dx, dw, (db if ctx.has_bias else None), None, None
+    return dx, dw, (db if bias is not None else None), None, None
 
 
 torch.library.register_autograd("prism_fla::causal_conv1d_fwd", _backward, setup_context=_setup_context)

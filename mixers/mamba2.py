@@ -40,6 +40,12 @@ class Mamba2Config(ChunkedMixerConfig):
     norm_eps: float = 1e-5
 
 
+def _rename_old_conv_bias(module, state_dict, prefix, *_):
+    """Checkpoints written before the conv bias moved into ShortConv name it ``conv_bias``: load them as ``conv.bias``."""
+    if prefix + "conv_bias" in state_dict:
+        state_dict[prefix + "conv.bias"] = state_dict.pop(prefix + "conv_bias")
+
+
 @register_mixer("mamba2")
 class Mamba2(Mixer):
     Config = Mamba2Config
@@ -56,8 +62,10 @@ class Mamba2(Mixer):
             raise ValueError(f"mamba2: num_heads {self.num_heads} must be a multiple of n_groups {G}")
         self.conv_dim = self.d_inner + 2 * G * N
         self.in_proj = nn.Linear(d_model, self.d_inner + self.conv_dim + self.num_heads, bias=False)
-        self.conv = ShortConv(self.conv_dim, config.conv_size, activation=None)  # its bias: conv_bias below
-        self.conv_bias = nn.Parameter(torch.zeros(self.conv_dim)) if config.conv_bias else None
+        self.conv = ShortConv(self.conv_dim, config.conv_size, activation=None, bias=config.conv_bias)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)  # Mamba2 starts its conv bias at zero
+        self.register_load_state_dict_pre_hook(_rename_old_conv_bias)
         self.dt_bias = nn.Parameter(init_dt_bias(self.num_heads, config.dt_min, config.dt_max, config.dt_init_floor))
         A = torch.empty(self.num_heads).uniform_(config.A_init_min, config.A_init_max)
         self.A_log = nn.Parameter(torch.log(A))
@@ -74,8 +82,6 @@ class Mamba2(Mixer):
         conv_state, rec_state = (state.conv, state.recurrent) if state is not None else (None, None)
         z, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, H], -1)
         xbc, conv_state = self.conv(xbc, mask=mask, cu_seqlens=cu_seqlens, state=conv_state, use_cache=use_cache)
-        if self.conv_bias is not None:
-            xbc = xbc + self.conv_bias.to(xbc.dtype)
         xs, Bm, Cm = F.silu(xbc).split([self.d_inner, G * N, G * N], -1)
         dt = F.softplus(dt.float() + self.dt_bias.float())  # [B, T, H]
         if mask is not None:  # padding: dt = 0 means no decay (g = 0) and no write (v = 0)

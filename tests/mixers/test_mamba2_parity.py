@@ -9,7 +9,7 @@ from mixers.mamba2 import Mamba2, Mamba2Config
 
 D = 32
 # ours -> theirs: parameter names (the conv weight has a channel dim of 1 in nn.Conv1d)
-NAMES = {"in_proj.weight": "in_proj.weight", "conv.weight": "conv1d.weight", "conv_bias": "conv1d.bias",
+NAMES = {"in_proj.weight": "in_proj.weight", "conv.weight": "conv1d.weight", "conv.bias": "conv1d.bias",
          "dt_bias": "dt_bias", "A_log": "A_log", "D": "D", "norm_weight": "norm.weight",
          "out_proj.weight": "out_proj.weight"}
 
@@ -45,7 +45,7 @@ def test_outputs_and_gradients_equal_the_reference_with_copied_weights(reference
     theirs, run = reference(n_groups)
     params = dict(theirs.named_parameters())
     with torch.no_grad():
-        ours.conv_bias.normal_(std=0.1)  # not zero: the bias must land where theirs does
+        ours.conv.bias.normal_(std=0.1)  # not zero: the bias must land where theirs does
         ours.D.uniform_(0.5, 1.5)
         ours.norm_weight.uniform_(0.5, 1.5)
         for mine, name in NAMES.items():
@@ -60,3 +60,17 @@ def test_outputs_and_gradients_equal_the_reference_with_copied_weights(reference
     for name, g, g_ref in zip(["x", *NAMES], grads, grads_ref):
         g_ref = g_ref.reshape(g.shape)
         assert ((g - g_ref).norm() / g_ref.norm()).item() < 1e-4, name
+
+
+def test_a_checkpoint_that_names_the_conv_bias_conv_bias_still_loads():
+    """Checkpoints written before the bias moved into ShortConv hold it as ``conv_bias``: they load and resume."""
+    torch.manual_seed(0)
+    cfg = Mamba2Config(head_dim=16, state_size=8, chunk_size=8)
+    old = Mamba2(D, cfg)
+    with torch.no_grad():
+        old.conv.bias.normal_(std=0.1)
+    state = {("conv_bias" if k == "conv.bias" else k): v for k, v in old.state_dict().items()}
+    new = Mamba2(D, cfg)
+    new.load_state_dict(state)  # strict
+    x = torch.randn(2, 9, D)
+    torch.testing.assert_close(new(x)[0], old(x)[0], rtol=0, atol=0)
