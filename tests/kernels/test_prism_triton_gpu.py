@@ -202,13 +202,14 @@ def test_mixer_feeds_the_op_one_dtype_under_autocast(monkeypatch):
     assert seen == [(torch.bfloat16,) * 4], seen
 
 
-def test_fused_short_conv_under_autocast():
+@pytest.mark.parametrize("activation,bias", [("silu", False), (None, True)])  # gdn/prism's; mamba2's
+def test_fused_short_conv_under_autocast(activation, bias):
     """The mixers' short convolution on CUDA runs fla's Triton causal_conv1d, outside autocast, so ShortConv casts its
     input itself: under bf16 autocast it must return bf16 like the torch path (F.conv1d autocasts), contiguous, and
-    both must be within bf16 tolerance of the fp32 torch path, output and gradients (input and filter)."""
+    both must be within bf16 tolerance of the fp32 torch path, output and gradients (input, filter, bias)."""
     from mixers.common import ShortConv
     torch.manual_seed(0)
-    conv = ShortConv(768, 4).to(DEVICE)
+    conv = ShortConv(768, 4, activation, bias=bias).to(DEVICE)
     x = torch.randn(2, 1001, 768, device=DEVICE)
     w = torch.randn(2, 1001, 768, device=DEVICE)
 
@@ -216,7 +217,7 @@ def test_fused_short_conv_under_autocast():
         xi = x.clone().requires_grad_()
         with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=autocast):
             y, _ = conv(xi, fused=fused)
-        return [y] + list(torch.autograd.grad((y.float() * w).sum(), [xi, conv.weight]))
+        return [y] + list(torch.autograd.grad((y.float() * w).sum(), [xi, *conv.parameters()]))
 
     ref = run(False, False)
     for fused in (True, False):

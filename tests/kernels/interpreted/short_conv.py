@@ -19,7 +19,7 @@ def rel(a, b):
 def main():
     torch.manual_seed(0)
     out = {}
-    for activation, bias in (("silu", False), (None, False), ("silu", True)):
+    for activation, bias in (("silu", False), (None, False), ("silu", True), (None, True)):  # None + bias: mamba2
         conv = ShortConv(12, 4, activation, bias=bias)
         label = f"{activation}_bias" if bias else str(activation)
         for name, T, kw in [("dense", 37, {}), ("masked", 37, {"mask": torch.rand(2, 37) > 0.3}),
