@@ -67,4 +67,4 @@ def test_warm_cache_covers_every_gpu_test_case():
     counts = {name: len(list(parametrized_cases(getattr(gpu_tests, name))))
               for name in dir(gpu_tests) if name.startswith("test_")}
     assert counts["test_triton_matches_chunk_op"] == 4 and counts["test_triton_other_implementations"] == 8
-    assert counts["test_auto_picks_triton_on_cuda"] == 1 and sum(counts.values()) == 33
+    assert counts["test_auto_picks_triton_on_cuda"] == 1 and sum(counts.values()) == 34
