@@ -1,6 +1,7 @@
 """Op-level timing of the PRISM Triton op against fla's Gated DeltaNet op and the chunked torch op (one process,
 one GPU): forward+backward milliseconds, GPU time (the kernels' summed durations), tokens/s, TFLOP/s and peak
-memory at 16,384 tokens per step, each op against GDN's at the same shape. Prints a markdown table at the end.
+memory at 16,384 tokens per step, each op against GDN's at the same shape, and each op's time kernel by kernel.
+Prints the markdown tables at the end.
 
     python benchmarks/op_throughput.py                 # bf16, H=6, d=128, L=2, 2K x 8 .. 16K x 1
     python benchmarks/op_throughput.py --dtype fp32 --steps 3 --json out.json   # and the table in out.md
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
 
-from benchmarks.timing import kernel_ms  # noqa: E402
+from benchmarks.timing import kernel_times  # noqa: E402
 from kernels.prism.op import prism_delta_rule_flops  # noqa: E402
 
 OPS = ["gdn", "prism_split_e128", "prism_split_fused_e256", "prism_split_e64", "prism_expanded_e64", "prism_chunk"]
@@ -98,8 +99,10 @@ def bench(name, B, T, H, L, d, dtype, device, reps, warmup):
     flops = 3 * B * prism_delta_rule_flops(T, H, d, d, 1 if name == "gdn" else L)
     row = {"op": name, "seq": T, "batch": B, "ms": ms, "tokens_per_s": B * T / ms * 1e3, "peak_mib": peak,
            "tflops": flops / ms / 1e9}
+    # where the time goes, kernel by kernel (on the CPU: the ops' self time, a smoke run of the same code)
+    row["kernels"] = kernel_times(step, reps, device)
     if cuda:  # GPU time: the kernels' summed durations, without the host's time between launches
-        row["gpu_ms"] = kernel_ms(step, reps)
+        row["gpu_ms"] = sum(k["us"] for k in row["kernels"]) / 1e3
         row["gpu_tflops"] = flops / row["gpu_ms"] / 1e9
     return row
 
@@ -139,6 +142,31 @@ def table(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kernel_tables(rows: list[dict]) -> str:
+    """Markdown, one table per op: each kernel's calls and microseconds per step at every shape, longest first
+    (the profile to compare before and after a kernel change)."""
+    out = []
+    for op in dict.fromkeys(r["op"] for r in rows):
+        mine = [r for r in rows if r["op"] == op and r.get("kernels")]
+        if not mine:
+            continue
+        shapes = [f"{r['seq']}x{r['batch']}" for r in mine]
+        per_shape = [{k["name"]: k for k in r["kernels"]} for r in mine]
+        longest = {}
+        for p in per_shape:
+            for n, k in p.items():
+                longest[n] = max(longest.get(n, 0.0), k["us"])
+        names = sorted(longest, key=lambda n: -longest[n])
+        out += [f"{op}, microseconds per step (calls per step):", "",
+                "| kernel | " + " | ".join(shapes) + " |", "|---|" + "---|" * len(shapes)]
+        for n in names:
+            cells = [f"{p[n]['us']:.0f} ({p[n]['calls']:g})" if n in p else "-" for p in per_shape]
+            out.append(f"| {n[:90]} | " + " | ".join(cells) + " |")
+        out.append("| total | " + " | ".join(f"{sum(k['us'] for k in r['kernels']):.0f}" for r in mine) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
@@ -174,7 +202,7 @@ def main():
             "torch": torch.__version__, "dtype": str(dtype), "H": H, "d": d, "L": a.steps,
             "peak_tflops": a.peak_tflops, "command": " ".join(sys.argv)}
     rows = against_gdn(rows)
-    markdown = table(rows, meta)
+    markdown = table(rows, meta) + "\n" + kernel_tables(rows)
     print("\n" + markdown)
     if a.json:
         with open(a.json, "w") as f:

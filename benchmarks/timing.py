@@ -25,14 +25,26 @@ def timed(fn, steps: int, device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def kernel_times(fn, steps: int, device_type: str = "cuda") -> list[dict]:
+    """Where a call's device time goes: one row per kernel name (name, calls and microseconds per call of fn),
+    longest first, from torch.profiler. device_type "cpu" tabulates the CPU ops' self time instead (a CPU run of the
+    same code)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device_type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(steps):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    # only the kernels' own events: the CPU op that launched a kernel carries its time too (counted twice otherwise)
+    rows = [{"name": e.key, "calls": e.count / steps,
+             "us": (e.self_device_time_total if cuda else e.self_cpu_time_total) / steps}
+            for e in prof.key_averages() if e.device_type == (DeviceType.CUDA if cuda else DeviceType.CPU)]
+    return sorted((r for r in rows if r["us"] > 0), key=lambda r: -r["us"])
+
+
 def kernel_ms(fn, steps: int) -> float:
     """GPU time per call: the sum of every kernel's duration under torch.profiler. Unlike the wall clock it leaves
     out the host time between launches, which decides the wall clock when a step is host-bound."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            fn()
-        torch.cuda.synchronize()
-    # only the kernels' own events: the CPU op that launched a kernel carries its time too (counted twice otherwise)
-    return sum(e.self_device_time_total for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / 1e3 / steps
+    return sum(r["us"] for r in kernel_times(fn, steps)) / 1e3

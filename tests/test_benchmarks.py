@@ -1,13 +1,15 @@
 """The GPU benchmark scripts run end to end on the CPU at tiny sizes, so a device session never spends its time
 on a broken script: throughput.py --tiny (layer rows, the model run in several compile modes, tables and ratios,
 JSON, plot, --merge), profile_layer.py, op_memory_cpu.py (under the interpreter: the op and the layer),
-op_throughput.py --smoke (under the interpreter, with its ratios to GDN), host_ops_cpu.py and compile_step.py."""
+op_throughput.py --smoke (under the interpreter, with its ratios to GDN and each op's time table), host_ops_cpu.py
+and compile_step.py."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,6 +122,25 @@ def test_op_throughput_runs_each_kind_of_op_under_the_interpreter(tmp_path):
     table = (tmp_path / "ops.md").read_text()
     assert "| op | seq x batch | ms | GPU ms |" in table and "| prism_chunk | 40x2 |" in table
     assert table in proc.stdout
+    # each op's time op by op (kernel by kernel on a GPU), with the total of its rows
+    for r in rows:
+        assert r["kernels"] and all(k["calls"] > 0 and k["us"] > 0 for k in r["kernels"]), r["op"]
+        section = table.split(f"{r['op']}, microseconds per step (calls per step):")[1].split("| total |")[0]
+        assert f"| {r['kernels'][0]['name'][:90]} |" in section, section  # its longest op, in its own table
+
+
+def test_kernel_times_counts_each_op_per_call():
+    from benchmarks.timing import kernel_times
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+
+    def fn():
+        return (a @ b @ b).add(1.0)
+
+    rows = {r["name"]: r for r in kernel_times(fn, 3, "cpu")}
+    assert rows["aten::mm"]["calls"] == 2 and rows["aten::add"]["calls"] == 1, rows
+    assert all(r["us"] > 0 for r in rows.values())
+    us = [r["us"] for r in kernel_times(fn, 3, "cpu")]
+    assert us == sorted(us, reverse=True)  # longest first
 
 
 def test_host_ops_cpu_counts_both_layers():
