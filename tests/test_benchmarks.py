@@ -122,11 +122,11 @@ def test_op_throughput_runs_each_kind_of_op_under_the_interpreter(tmp_path):
     table = (tmp_path / "ops.md").read_text()
     assert "| op | seq x batch | ms | GPU ms |" in table and "| prism_chunk | 40x2 |" in table
     assert table in proc.stdout
-    # each op's time op by op (kernel by kernel on a GPU), with the total of its rows
+    # each op's time op by op (kernel by kernel on a GPU): its longest op heads its own table
     for r in rows:
         assert r["kernels"] and all(k["calls"] > 0 and k["us"] > 0 for k in r["kernels"]), r["op"]
         section = table.split(f"{r['op']}, microseconds per step (calls per step):")[1].split("| total |")[0]
-        assert f"| {r['kernels'][0]['name'][:90]} |" in section, section  # its longest op, in its own table
+        assert f"| {r['kernels'][0]['name'][:90]} |" in section, section
 
 
 def test_kernel_times_counts_each_op_per_call():
@@ -136,10 +136,11 @@ def test_kernel_times_counts_each_op_per_call():
     def fn():
         return (a @ b @ b).add(1.0)
 
-    rows = {r["name"]: r for r in kernel_times(fn, 3, "cpu")}
-    assert rows["aten::mm"]["calls"] == 2 and rows["aten::add"]["calls"] == 1, rows
-    assert all(r["us"] > 0 for r in rows.values())
-    us = [r["us"] for r in kernel_times(fn, 3, "cpu")]
+    rows = kernel_times(fn, 3, "cpu")
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["aten::mm"]["calls"] == 2 and by_name["aten::add"]["calls"] == 1, rows
+    assert all(r["us"] > 0 for r in rows)
+    us = [r["us"] for r in rows]
     assert us == sorted(us, reverse=True)  # longest first
 
 
