@@ -8,7 +8,9 @@
 #                                                  the call); log, exit code and times in $GPU_JOBS/NAME
 #   bash scripts/gpu_run.sh wait SECONDS [NAME]... until those jobs (default: all) ended or SECONDS passed; then
 #                                                  $OUT/summary.txt (states, exit codes, log tails) and one
-#                                                  $OUT/NAME.tgz per job (its folder and its --results folders)
+#                                                  $OUT/NAME.tgz per job (its folder and its --results folders;
+#                                                  over GPU_MAX_*_MB, first without the finished runs' checkpoints,
+#                                                  then without the results)
 #   bash scripts/gpu_run.sh status                 one line per job: state (rc=N, running, lost), seconds, command
 #   bash scripts/gpu_run.sh stop NAME              end a running job (its whole process group)
 #   bash scripts/gpu_run.sh throughput model|layers DIR
@@ -205,6 +207,20 @@ collect() {  # $OUT/summary.txt and one archive per job (one for all beyond 7 jo
   cat "$OUT/summary.txt"
 }
 
+finished_checkpoints() {  # NAME...: archive names of the *.ckpt files of finished runs (train.py's summary.json
+  local name r s run    #   says "status": "finished") in the jobs' --results folders
+  for name in "$@"; do
+    [ -f "$JOBS/$name/results" ] || continue
+    while read -r r; do
+      [ -d "$r" ] || continue
+      grep -rl --include=summary.json '"status": "finished"' "$r" 2>/dev/null | while read -r s; do
+        run=$(dirname "$s")
+        find "$run" -name '*.ckpt' | while read -r f; do echo "$(basename "$r")/${f#"$r"/}"; done
+      done
+    done < "$JOBS/$name/results"
+  done
+}
+
 pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without the results when over the limits
   local file=$1 name r size; shift
   local with=()
@@ -219,6 +235,18 @@ pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without 
   tar -czf "$file" "${with[@]}"
   size=$(stat -c %s "$file")
   if [ "$size" -gt "$max" ] || [ "$size" -gt "$left" ]; then
+    # finished runs need no checkpoint to go on, and their metrics are in their summary.json: drop those first
+    local skip=$JOBS/.skip
+    finished_checkpoints "$@" > "$skip"
+    if [ -s "$skip" ]; then
+      tar -czf "$file" --no-wildcards --exclude-from="$skip" "${with[@]}"
+      size=$(stat -c %s "$file")
+      if [ "$size" -le "$max" ] && [ "$size" -le "$left" ]; then
+        notes+=("${file##*/}: the checkpoints of $(grep -c . "$skip") finished run file(s) left out (over what comes back)")
+        left=$((left - size))
+        return
+      fi
+    fi
     notes+=("${file##*/}: results left out ($((size / 1048576)) MiB is over what comes back)")
     tar -czf "$file" -C "$JOBS" "$@"
     size=$(stat -c %s "$file")

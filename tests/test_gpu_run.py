@@ -92,6 +92,26 @@ def test_wait_leaves_results_out_beyond_what_comes_back(tmp_path):
                                           "big/start"]
 
 
+def test_wait_drops_finished_runs_checkpoints_first(tmp_path):
+    # a sweep's folder: one finished run (summary.json) and one still going, each with a checkpoint; only the
+    # finished run's checkpoint may go when the archive is too big: the other is what a resumed sweep needs
+    sweep = tmp_path / "sweep"
+    script = (f"import os, pathlib, json; p = pathlib.Path({str(sweep)!r}); "
+              "a = p / 'runs' / 'done'; b = p / 'runs' / 'going'; "
+              "[(d / 'checkpoints').mkdir(parents=True) for d in (a, b)]; "
+              "(a / 'summary.json').write_text(json.dumps({'val/acc': 0.9, 'status': 'finished'}, indent=2)); "
+              "(a / 'checkpoints' / 'last.ckpt').write_bytes(os.urandom(2 * 1024 * 1024)); "
+              "(b / 'run.json').write_text('{}'); (b / 'checkpoints' / 'last.ckpt').write_bytes(os.urandom(4096))")
+    gpu_run(tmp_path, "start", "job", "--results", str(sweep), "--", sys.executable, "-c", script)
+    summary = gpu_run(tmp_path, "wait", "60", GPU_MAX_FILE_MB="1").stdout
+    assert "job.tgz: the checkpoints of 1 finished run file(s) left out" in summary, summary
+    with tarfile.open(tmp_path / "out" / "job.tgz") as tar:
+        names = set(tar.getnames())
+    assert {"sweep/runs/done/summary.json", "sweep/runs/going/run.json",
+            "sweep/runs/going/checkpoints/last.ckpt", "job/log"} <= names, sorted(names)
+    assert "sweep/runs/done/checkpoints/last.ckpt" not in names
+
+
 def test_throughput_runs_each_mixer_apart_and_merges_what_finished(tmp_path):
     proc = gpu_run(tmp_path, "throughput", "layers", str(tmp_path / "bench"), MIXERS="attention no_such_mixer",
                    BENCH_ARGS="--tiny", LIMIT="120")
