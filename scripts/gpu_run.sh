@@ -222,7 +222,7 @@ finished_checkpoints() {  # NAME...: archive names of the *.ckpt files of finish
 }
 
 pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without the results when over the limits
-  local file=$1 name r size; shift
+  local file=$1 name r; shift
   local with=()
   for name in "$@"; do
     with+=(-C "$JOBS" "$name")
@@ -233,29 +233,26 @@ pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without 
     fi
   done
   tar -czf "$file" "${with[@]}"
-  size=$(stat -c %s "$file")
-  if [ "$size" -gt "$max" ] || [ "$size" -gt "$left" ]; then
+  if too_big "$file"; then
     # finished runs need no checkpoint to go on, and their metrics are in their summary.json: drop those first
     local skip=$JOBS/.skip
     finished_checkpoints "$@" > "$skip"
-    if [ -s "$skip" ]; then
-      tar -czf "$file" --no-wildcards --exclude-from="$skip" "${with[@]}"
-      size=$(stat -c %s "$file")
-      if [ "$size" -le "$max" ] && [ "$size" -le "$left" ]; then
-        notes+=("${file##*/}: the checkpoints of $(grep -c . "$skip") finished run file(s) left out (over what comes back)")
-        left=$((left - size))
-        return
-      fi
-    fi
-    notes+=("${file##*/}: results left out ($((size / 1048576)) MiB is over what comes back)")
-    tar -czf "$file" -C "$JOBS" "$@"
-    size=$(stat -c %s "$file")
-    if [ "$size" -gt "$max" ] || [ "$size" -gt "$left" ]; then
-      notes+=("${file##*/}: left out too ($((size / 1048576)) MiB of logs)"); rm -f "$file"; size=0
+    [ -s "$skip" ] && tar -czf "$file" --no-wildcards --exclude-from="$skip" "${with[@]}"
+    if [ -s "$skip" ] && ! too_big "$file"; then
+      notes+=("${file##*/}: the checkpoints of $(grep -c . "$skip") finished run file(s) left out (over what comes back)")
+    else
+      notes+=("${file##*/}: results left out ($(mib "$file") MiB is over what comes back)")
+      tar -czf "$file" -C "$JOBS" "$@"
+      if too_big "$file"; then notes+=("${file##*/}: left out too ($(mib "$file") MiB of logs)"); rm -f "$file"; fi
     fi
   fi
-  left=$((left - size))
+  [ -f "$file" ] && left=$((left - $(stat -c %s "$file")))
+  return 0
 }
+
+too_big() { [ "$(stat -c %s "$1")" -gt "$max" ] || [ "$(stat -c %s "$1")" -gt "$left" ]; }  # over what comes back
+
+mib() { echo $(($(stat -c %s "$1") / 1048576)); }
 
 cmd_throughput() {
   local part=${1:-} out=${2:-} mixers rows limit m dir rc files=() text_arg=()
