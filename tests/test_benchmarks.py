@@ -258,6 +258,30 @@ def test_authors_probes_runs_their_script_task_by_task(tmp_path):
     assert f"{rows[0]['acc']:.4f}" in again  # a seed fixes data and initialisation
 
 
+def test_authors_probes_fast_la_gives_their_la_numbers(tmp_path):
+    repo = authors_checkout(tmp_path / "authors", "rec/test_syntheticdata.py")
+    common = ["--repo", str(repo), "--tasks", "mqar", "--models", "LA", "--steps", "2", "--test-size", "64",
+              "--threads", "1"]
+    run("benchmarks/authors_probes.py", *common, "--out", str(tmp_path / "theirs"))
+    out = run("benchmarks/authors_probes.py", *common, "--fast-la", "--out", str(tmp_path / "fast"))
+    assert "--fast-la: their LA forward as a masked product" in out
+    theirs, fast = (json.loads((tmp_path / d / "results.json").read_text())["rows"][0] for d in ("theirs", "fast"))
+    assert fast["acc"] == theirs["acc"], (fast, theirs)
+    assert fast["ppl"] == pytest.approx(theirs["ppl"], rel=1e-5)
+    assert fast["final_train_loss"] == pytest.approx(theirs["final_train_loss"], rel=1e-5)
+
+
+def test_authors_probes_fast_la_refuses_a_changed_la(tmp_path):
+    repo = authors_checkout(tmp_path / "authors", "rec/test_syntheticdata.py")
+    script = repo / "rec" / "test_syntheticdata.py"
+    text = script.read_text()
+    assert text.count("k = (F.elu(k) + 1.0)") == 1
+    script.write_text(text.replace("k = (F.elu(k) + 1.0)", "k = (F.elu(k) + 2.0)"))  # no longer the masked form
+    proc = subprocess.run([sys.executable, "benchmarks/authors_probes.py", "--repo", str(repo), "--fast-la",
+                           "--steps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --fast-la: the masked form differs"), proc.stderr
+
+
 def test_authors_probes_names_a_wrong_path(tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/authors_probes.py", "--repo", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
