@@ -250,7 +250,7 @@ pack_jobs() {  # FILE NAME...: the jobs' folders and --results folders; without 
   return 0
 }
 
-too_big() { [ "$(stat -c %s "$1")" -gt "$max" ] || [ "$(stat -c %s "$1")" -gt "$left" ]; }  # over what comes back
+too_big() { local size; size=$(stat -c %s "$1"); [ "$size" -gt "$max" ] || [ "$size" -gt "$left" ]; }  # over what comes back
 
 mib() { echo $(($(stat -c %s "$1") / 1048576)); }
 
