@@ -325,16 +325,14 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
     dk0_wy, ddv, db0, dgc_wy = prepare_wy_repr_bwd(k=c.k0, v=c.dv, beta=c.b0, A=c.Ai, dw=dw, du=dv, g=c.gc,
                                                    cu_seqlens=cu_seqlens, chunk_indices=c.ci)
     del dw, dv, c.dv, c.k0
-    dq = dq.float().contiguous()
     dgc = dgc.float() + dgc_wy.float()
-    dk0 = dk0.float().contiguous()
-    dk0 += dk0_wy  # in place: no third fp32 [B,T,H,K]
-    del dk0_wy, dgc_wy
-    if L > 1:  # adds the extra writes' shares to dq and dk0 in place, and writes every slot of dk, dv, dbeta
-        dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, db0.contiguous(), scale, C,
-                                           cu_seqlens, c.ci)
+    del dgc_wy
+    if L > 1:  # sums fla's dq and dK0 with the extra writes' shares, and writes every slot of dk, dv, dbeta
+        dq, dk_, dv_, dbeta, dgc_x = extra_bwd(q, k, v, beta, c.gc, ddv, do, dh, dq, dk0, dk0_wy, db0.contiguous(),
+                                               scale, C, cu_seqlens, c.ci)
         dgc += dgc_x
     else:  # GDN's gradients as they are (dk0 summed in fp32, rounded once)
+        dk0 = dk0.float() + dk0_wy.float()
         dk_, dv_, dbeta = dk0.unsqueeze(3), ddv.unsqueeze(3), db0.unsqueeze(3)
     dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
                             chunk_indices=c.ci).float()

@@ -259,12 +259,12 @@ def prism_extra_fwd_kernel(q, k, v, beta, g, dvp, ox, scale, cu_seqlens, chunk_i
 @triton.autotune(  # no 2-warp configs: 128-164 KiB of tiles; in fp32 each took ptxas ~85 s (tools/compile_check.py)
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w in [4, 8] for s in [2, 3]],
     key=['H', 'L', 'K', 'V', 'BT', 'BK', 'BV', 'IS_VARLEN'],
-    restore_value=['dk0a', 'dqa'],  # accumulated into: each tuning launch would add its share again
 )
 @triton.jit(do_not_specialize=['T'])
-def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv, dbeta, dgc, scale, cu_seqlens,
-                           chunk_indices, T, H: tl.constexpr, L: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-                           BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr):
+def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dq0, dk0f, dk0w, dk, dqo, acc, dv, dbeta, dgc, scale,
+                           cu_seqlens, chunk_indices, T, H: tl.constexpr, L: tl.constexpr, K: tl.constexpr,
+                           V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                           IS_VARLEN: tl.constexpr):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     dt = k.dtype.element_ty  # the matmuls' operand dtype
@@ -296,8 +296,10 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
     p_do = do + (r_t[:, None] * H + i_h) * V
     p_dh = dh + (i_tg * H + i_h) * (K * V)
     p_dk = dk + (r_t[:, None] * H + i_h) * (L * K)
-    p_dk0 = dk0a + (r_t[:, None] * H + i_h) * K                  # fp32 accumulators: fla's gradients of K0, q
-    p_dq = dqa + (r_t[:, None] * H + i_h) * K
+    # dK0 = fla's two gradients of K0 (dk0f, dk0w) + the steps' shares, dq = fla's dq0 + theirs: summed in fp32 and
+    # rounded once into dk's slot 0 and dqo at the last step; only L > 2 carries the sums between steps in acc
+    p_rows = (r_t[:, None] * H + i_h) * K
+    p_acc = acc + (r_t[:, None] * H + i_h) * (2 * K)
     p_dv = dv + (r_t[:, None] * H + i_h) * (L * V)
     p_db = dbeta + (r_t * H + i_h) * L
     b_dg = tl.zeros([BT], dtype=tl.float32)
@@ -372,19 +374,26 @@ def prism_extra_bwd_kernel(q, k, v, beta, g, dd, do, dh, db0, dk, dk0a, dqa, dv,
                 b_hk += tl.dot(b_w, tl.trans(b_h.to(b_w.dtype)))
             b_dkl = tl.dot(tl.trans(b_Eclo), b_k0) + tl.dot(tl.trans(b_Eolo), b_qq) + b_hk * (b_bl * b_dte)[:, None]
             tl.store(p_dk + l * K + o_k[None, :], b_dkl.to(dk.dtype.element_ty), mask=m_tk)
-            b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eclo, b_kl)
-            tl.store(p_dk0 + o_k[None, :], b_acc, mask=m_tk)
-            b_acc = tl.load(p_dq + o_k[None, :], mask=m_tk, other=0.) + tl.dot(b_Eolo, b_kl)
-            tl.store(p_dq + o_k[None, :], b_acc, mask=m_tk)
-        tl.debug_barrier()  # the accumulators' stores are read back below (and by the next step) by other threads
+            if l == 1:
+                b_sk = (tl.load(dk0f + p_rows + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+                        + tl.load(dk0w + p_rows + o_k[None, :], mask=m_tk, other=0.).to(tl.float32))
+                b_sq = tl.load(dq0 + p_rows + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+            else:
+                b_sk = tl.load(p_acc + o_k[None, :], mask=m_tk, other=0.)
+                b_sq = tl.load(p_acc + K + o_k[None, :], mask=m_tk, other=0.)
+            b_sk += tl.dot(b_Eclo, b_kl)
+            b_sq += tl.dot(b_Eolo, b_kl)
+            if l == L - 1:
+                tl.store(p_dk + o_k[None, :], b_sk.to(dk.dtype.element_ty), mask=m_tk)
+                tl.store(dqo + p_rows + o_k[None, :], b_sq.to(dqo.dtype.element_ty), mask=m_tk)
+            else:
+                tl.store(p_acc + o_k[None, :], b_sk, mask=m_tk)
+                tl.store(p_acc + K + o_k[None, :], b_sq, mask=m_tk)
+        if L > 2:
+            tl.debug_barrier()  # acc's stores are read back by the next step, by other threads
     b_dg += tl.where(o_t == last, tl.sum(b_dglast, axis=0), 0.)
     tl.store(dgc + r_t * H + i_h, b_dg.to(dgc.dtype.element_ty), mask=m_t)
-    # slot 0, in the outputs' dtypes: dK0 (fla's gradient plus the shares summed above), d(Δ') and fla's dbeta0
-    for i_k in range(tl.cdiv(K, BK)):
-        o_k = i_k * BK + tl.arange(0, BK)
-        m_tk = m_t[:, None] & (o_k < K)[None, :]
-        b_acc = tl.load(p_dk0 + o_k[None, :], mask=m_tk, other=0.)
-        tl.store(p_dk + o_k[None, :], b_acc.to(dk.dtype.element_ty), mask=m_tk)
+    # the rest of slot 0, in the outputs' dtypes: d(Δ') and fla's dbeta0
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
@@ -410,27 +419,30 @@ def extra_fwd(q, k, v, beta, gc, scale, chunk_size, cu_seqlens=None, chunk_indic
     return dvp, ox
 
 
-def extra_bwd(q, k, v, beta, gc, dd, do, dh, dq, dk0, db0, scale, chunk_size, cu_seqlens=None,
+def extra_bwd(q, k, v, beta, gc, dd, do, dh, dq, dk0, dk0_wy, db0, scale, chunk_size, cu_seqlens=None,
               chunk_indices=None):
     """Gradients of (Δ', O_x, the extra writes' state term) given dd = d(Δ'), do and fla's per-chunk dh (dL/d state
-    at chunk end). Adds the extra writes' share of q's and K0's gradients to dq and dk0 ([B,T,H,K] fp32,
-    contiguous: fla's GDN gradients, in place, so no fp32 partials are allocated). Returns the final dk
-    [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] in the dtypes of k, v, beta (slot 0: dk0 with the shares, dd and
-    fla's db0 [B,T,H]), and fp32 dgc [B,T,H] (natural-log cumulative gate). Final gradients go straight into the
-    inputs' dtype: fp32 copies of dk and dv (L times q's size each) would double the backward's peak memory in
-    bf16."""
+    at chunk end). dq, dk0 and dk0_wy [B,T,H,K] are fla's GDN gradients of q and K0 (chunk_bwd_dqkwg's and
+    prepare_wy_repr_bwd's, in their dtype): the kernel adds the extra writes' shares to them in fp32 and rounds the
+    sums once. Returns the final dq [B,T,H,K], dk [B,T,H,L,K], dv [B,T,H,L,V], dbeta [B,T,H,L] in the dtypes of q,
+    k, v, beta (slot 0: dK0 with the shares, dd and fla's db0 [B,T,H]), and fp32 dgc [B,T,H] (natural-log cumulative
+    gate). Final gradients go straight into the inputs' dtype: fp32 copies of dk and dv (L times q's size each) would
+    double the backward's peak memory in bf16, and fp32 copies of dq and dK0 cost a round trip each."""
     B, T, H, L, K = k.shape
     V = v.shape[-1]
     BT = chunk_size
     BK, BV = _blocks(K, V)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else len(chunk_indices)
     f = torch.float32
-    assert dq.dtype == dk0.dtype == f and dq.is_contiguous() and dk0.is_contiguous() and db0.is_contiguous()
+    assert dq.is_contiguous() and dk0.is_contiguous() and dk0_wy.is_contiguous() and db0.is_contiguous()
+    dqo = torch.empty_like(q)
     dk = torch.empty(B, T, H, L, K, dtype=k.dtype, device=k.device)
     dv = torch.empty(B, T, H, L, V, dtype=v.dtype, device=k.device)
     dbeta = torch.empty(B, T, H, L, dtype=beta.dtype, device=k.device)
     dgc = torch.empty(B, T, H, dtype=f, device=k.device)
+    # fp32 sums of dK0 and dq carried between the solver steps: only L > 2 has a step between the first and the last
+    acc = torch.empty(B, T, H, 2 * K if L > 2 else 1, dtype=f, device=k.device)
     prism_extra_bwd_kernel[(NT, B * H)](
-        q, k, v, beta, gc, dd, do, dh, db0, dk, dk0, dq, dv, dbeta, dgc, scale, cu_seqlens, chunk_indices, T, H=H, L=L,
-        K=K, V=V, BT=BT, BK=BK, BV=BV)
-    return dk, dv, dbeta, dgc
+        q, k, v, beta, gc, dd, do, dh, db0, dq, dk0, dk0_wy, dk, dqo, acc, dv, dbeta, dgc, scale, cu_seqlens,
+        chunk_indices, T, H=H, L=L, K=K, V=V, BT=BT, BK=BK, BV=BV)
+    return dqo, dk, dv, dbeta, dgc
