@@ -332,7 +332,8 @@ def prism_bwd_split(q, k, v, beta, g, scale, h0, cu_seqlens, C, Lp, Ai, gc, do, 
                                                scale, C, cu_seqlens, c.ci)
         dgc += dgc_x
     else:  # GDN's gradients as they are (dk0 summed in fp32, rounded once)
-        dk0 = dk0.float() + dk0_wy.float()
+        dk0 = dk0.float()
+        dk0 += dk0_wy  # in place: no second fp32 [B,T,H,K]
         dk_, dv_, dbeta = dk0.unsqueeze(3), ddv.unsqueeze(3), db0.unsqueeze(3)
     dg = chunk_local_cumsum(dgc.contiguous(), chunk_size=C, reverse=True, cu_seqlens=cu_seqlens,
                             chunk_indices=c.ci).float()
